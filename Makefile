@@ -1,0 +1,50 @@
+# The README's two commands: `make serve` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: serve test lint typecheck schema migrate e2e-deps clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.stamp-run: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.stamp-test: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@ $(VENV)/.stamp-run
+
+tests/e2e/node_modules/.stamp: tests/e2e/package.json tests/e2e/package-lock.json
+	cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+e2e-deps: tests/e2e/node_modules/.stamp
+
+## serve: install if needed, migrate the SQLite database, serve GraphQL + GraphiQL on http://$(HOST):$(PORT)/graphql
+serve: $(VENV)/.stamp-run
+	$(VENV)/bin/checkin-realtime serve --host $(HOST) --port $(PORT)
+
+## test: install what the tests need, lint, type-check, run every test
+test: $(VENV)/.stamp-test e2e-deps lint typecheck
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.stamp-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.stamp-test
+	$(VENV)/bin/mypy
+
+schema: $(VENV)/.stamp-run
+	$(VENV)/bin/checkin-realtime export-schema -o schema.graphql
+
+migrate: $(VENV)/.stamp-run
+	$(VENV)/bin/checkin-realtime migrate
+
+clean:
+	rm -rf $(VENV) tests/e2e/node_modules checkin.db checkin.db-wal checkin.db-shm

@@ -1,0 +1,27 @@
+"""The source of truth: tables, sessions, and keyword-only query and write functions.
+
+This package imports nothing else of the project.
+"""
+
+from . import activities, checkins, outbox, snapshots, statuses
+from .models import Activity, AlertLevel, OutboxEntry, OutboxKind, UserStatus, utcnow
+from .sessions import SessionFactory, create_engine, create_session_factory
+from .validation import InvalidInput
+
+__all__ = [
+    "Activity",
+    "AlertLevel",
+    "InvalidInput",
+    "OutboxEntry",
+    "OutboxKind",
+    "SessionFactory",
+    "UserStatus",
+    "activities",
+    "checkins",
+    "create_engine",
+    "create_session_factory",
+    "outbox",
+    "snapshots",
+    "statuses",
+    "utcnow",
+]

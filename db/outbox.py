@@ -1,0 +1,203 @@
+"""The outbox: committed changes waiting to be relayed, and each user's change sequence.
+
+Write functions here run inside the caller's transaction; they never commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ._upsert import insert_for
+from .models import Activity, OutboxEntry, OutboxKind, UserSequence, UserStatus, utcnow
+
+__all__ = [
+    "activity_payload",
+    "append",
+    "backlog",
+    "get",
+    "mark_failed",
+    "mark_published",
+    "next_seq",
+    "pending",
+    "pending_heads",
+    "prune",
+    "status_payload",
+    "written",
+]
+
+_WRITTEN_KEY = "outbox.written"
+
+
+async def next_seq(session: AsyncSession, *, user_id: str) -> int:
+    """Take the next number of ``user_id``'s change sequence (1, 2, 3, ...).
+
+    The upsert locks the user's sequence row until the transaction ends, so
+    concurrent writers of one user queue here and commit in sequence order.
+    """
+    stmt = insert_for(session, UserSequence).values(user_id=user_id, last_seq=1)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[UserSequence.user_id],
+        set_={"last_seq": UserSequence.last_seq + 1},
+    ).returning(UserSequence.last_seq)
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def append(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    seq: int,
+    kind: OutboxKind,
+    payload: dict[str, Any],
+    committed_at: datetime,
+) -> OutboxEntry:
+    """Add one entry in the caller's transaction and remember its id on the session."""
+    entry = OutboxEntry(
+        user_id=user_id,
+        seq=seq,
+        kind=kind,
+        payload=payload,
+        committed_at=committed_at,
+        attempts=0,
+        next_attempt_at=committed_at,
+    )
+    session.add(entry)
+    await session.flush([entry])
+    session.info.setdefault(_WRITTEN_KEY, []).append(entry.id)
+    return entry
+
+
+def written(session: AsyncSession) -> list[int]:
+    """Ids of the outbox entries this session has appended, in order."""
+    return list(session.info.get(_WRITTEN_KEY, []))
+
+
+async def get(session: AsyncSession, *, entry_id: int) -> OutboxEntry | None:
+    """One entry by id, or ``None`` once it has been pruned."""
+    return await session.get(OutboxEntry, entry_id)
+
+
+async def pending(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[OutboxEntry]:
+    """Unpublished entries due for an attempt, oldest first (by id).
+
+    For one user, id order is sequence order: the id is drawn after the
+    sequence number, under the same row lock.
+    """
+    stmt = (
+        select(OutboxEntry)
+        .where(OutboxEntry.published_at.is_(None), OutboxEntry.next_attempt_at <= now)
+        .order_by(OutboxEntry.id)
+        .limit(limit)
+    )
+    return (await session.scalars(stmt)).all()
+
+
+async def pending_heads(session: AsyncSession, *, user_ids: Sequence[str]) -> dict[str, int]:
+    """For each user, the lowest unpublished sequence number."""
+    if not user_ids:
+        return {}
+    stmt = (
+        select(OutboxEntry.user_id, func.min(OutboxEntry.seq))
+        .where(OutboxEntry.published_at.is_(None), OutboxEntry.user_id.in_(user_ids))
+        .group_by(OutboxEntry.user_id)
+    )
+    return {user_id: int(seq) for user_id, seq in (await session.execute(stmt)).all()}
+
+
+async def mark_published(
+    session: AsyncSession, *, entry_ids: Sequence[int], at: datetime | None = None
+) -> None:
+    """Record that these entries reached the store and the broker."""
+    if entry_ids:
+        await session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.id.in_(entry_ids))
+            .values(published_at=at or utcnow())
+        )
+
+
+async def mark_failed(
+    session: AsyncSession, *, user_id: str, entry_id: int, error: str, retry_at: datetime
+) -> None:
+    """Count a failed attempt and hold back all of the user's pending entries until ``retry_at``.
+
+    Holding back the later entries keeps them from being claimed (and
+    blocked) ahead of the failed one, which would waste relay batches.
+    """
+    await session.execute(
+        update(OutboxEntry)
+        .where(OutboxEntry.id == entry_id)
+        .values(attempts=OutboxEntry.attempts + 1, last_error=error[:2000])
+    )
+    await session.execute(
+        update(OutboxEntry)
+        .where(OutboxEntry.user_id == user_id, OutboxEntry.published_at.is_(None))
+        .values(next_attempt_at=retry_at)
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def activity_payload(activity: Activity) -> dict[str, Any]:
+    """The JSON snapshot of an activity, as carried in the outbox and on channels."""
+    return {
+        "id": activity.id,
+        "user_id": activity.user_id,
+        "seq": activity.seq,
+        "type": activity.type,
+        "description": activity.description,
+        "timestamp": _iso(activity.timestamp),
+        "metadata": activity.metadata_,
+    }
+
+
+def status_payload(status: UserStatus) -> dict[str, Any]:
+    """The JSON snapshot of a user status, as carried in the outbox and on channels."""
+    return {
+        "user_id": status.user_id,
+        "last_check_in": _iso(status.last_check_in),
+        "next_due": _iso(status.next_due),
+        "alert_level": status.alert_level.value,
+        "alert_triggered_at": _iso(status.alert_triggered_at),
+        "version": status.version,
+        "updated_at": _iso(status.updated_at),
+    }
+
+
+async def prune(session: AsyncSession, *, published_before: datetime) -> int:
+    """Delete entries published before the given time; return how many."""
+    result = await session.execute(
+        delete(OutboxEntry).where(
+            OutboxEntry.published_at.is_not(None), OutboxEntry.published_at < published_before
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def backlog(session: AsyncSession, *, now: datetime) -> tuple[int, float]:
+    """Unpublished entries: how many, and the age in seconds of the oldest (0.0 if none)."""
+    count, oldest = (
+        await session.execute(
+            select(func.count(), func.min(OutboxEntry.committed_at)).where(
+                OutboxEntry.published_at.is_(None)
+            )
+        )
+    ).one()
+    if oldest is None:
+        return int(count), 0.0
+    oldest = _aware(oldest)
+    return int(count), max(0.0, (now - oldest).total_seconds())
+
+
+def _aware(value: datetime) -> datetime:
+    # Aggregates bypass the column type on SQLite and come back as naive text.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,96 @@
+"""User status: one row per user, written with patch semantics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from . import outbox
+from ._upsert import insert_for
+from .models import AlertLevel, OutboxKind, UserStatus, utcnow
+from .validation import InvalidInput, check_aware, check_user_id
+
+__all__ = ["PATCHABLE_FIELDS", "get", "update"]
+
+PATCHABLE_FIELDS = frozenset({"last_check_in", "next_due", "alert_level", "alert_triggered_at"})
+
+
+async def get(session: AsyncSession, *, user_id: str) -> UserStatus | None:
+    """The user's status, or ``None`` when the user has none."""
+    check_user_id(user_id)
+    return await session.get(UserStatus, user_id, populate_existing=True)
+
+
+def _check_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(changes) - PATCHABLE_FIELDS
+    if unknown:
+        raise InvalidInput(sorted(unknown)[0], "is not a status field")
+    checked = dict(changes)
+    if "alert_level" in checked:
+        level = checked["alert_level"]
+        if level is None:
+            raise InvalidInput("alert_level", "cannot be null; use NONE to clear an alert")
+        checked["alert_level"] = AlertLevel(level)
+    for name in ("last_check_in", "next_due", "alert_triggered_at"):
+        value = checked.get(name)
+        if isinstance(value, datetime):
+            check_aware(value, field=name)
+    return checked
+
+
+async def update(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    changes: Mapping[str, Any],
+    seq: int | None = None,
+) -> UserStatus:
+    """Create or patch the user's status in the caller's transaction, with an outbox entry.
+
+    Args:
+        changes: the fields to set, from :data:`PATCHABLE_FIELDS`; a field left
+            out keeps its value, ``None`` clears a nullable field. A new status
+            starts at alert level NONE with the other fields null.
+        seq: the change-sequence number, when the caller already took one.
+
+    Returns:
+        The status after the write; ``version`` is 1 for a new row, +1 per write.
+
+    Raises:
+        InvalidInput: an unknown field, a null ``alert_level`` or a naive datetime.
+    """
+    check_user_id(user_id)
+    checked = _check_changes(changes)
+    if seq is None:
+        seq = await outbox.next_seq(session, user_id=user_id)
+    now = utcnow()
+    values: dict[str, Any] = {
+        "user_id": user_id,
+        "last_check_in": None,
+        "next_due": None,
+        "alert_level": AlertLevel.NONE,
+        "alert_triggered_at": None,
+        **checked,
+        "version": 1,
+        "updated_at": now,
+    }
+    stmt = insert_for(session, UserStatus).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[UserStatus.user_id],
+        set_={**checked, "version": UserStatus.version + 1, "updated_at": now},
+    ).returning(UserStatus)
+    status: UserStatus = (
+        await session.scalars(stmt, execution_options={"populate_existing": True})
+    ).one()
+    await outbox.append(
+        session,
+        user_id=user_id,
+        seq=seq,
+        kind=OutboxKind.STATUS,
+        payload=outbox.status_payload(status),
+        committed_at=now,
+    )
+    return status

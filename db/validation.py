@@ -1,0 +1,106 @@
+"""Limits on what may be stored, and the checks that enforce them.
+
+The checks run in the write functions of this package, before anything touches
+the database, so every caller (GraphQL, CLI, tests) gets the same rules.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "DESCRIPTION_MAX_CHARS",
+    "INTERVAL_MAX_SECONDS",
+    "METADATA_MAX_BYTES",
+    "TYPE_PATTERN",
+    "USER_ID_MAX_CHARS",
+    "InvalidInput",
+    "check_aware",
+    "check_description",
+    "check_interval",
+    "check_metadata",
+    "check_type",
+    "check_user_id",
+]
+
+USER_ID_MAX_CHARS = 255
+DESCRIPTION_MAX_CHARS = 2_000
+METADATA_MAX_BYTES = 16 * 1024
+TYPE_PATTERN = re.compile(r"[a-z0-9_.-]{1,64}")
+# Ten years: a longer interval is a unit mistake (milliseconds sent as seconds).
+INTERVAL_MAX_SECONDS = 10 * 365 * 24 * 3600
+
+
+class InvalidInput(ValueError):
+    """A value breaks a documented limit.
+
+    Attributes:
+        field: the snake_case name of the offending argument, e.g. ``"description"``.
+        reason: what is wrong, phrased to follow the field name,
+            e.g. ``"must be at most 2000 characters (got 2001)"``.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field} {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def check_user_id(user_id: str, *, field: str = "user_id") -> str:
+    """Return ``user_id`` if it is 1-255 characters, else raise :class:`InvalidInput`."""
+    if not user_id or not user_id.strip():
+        raise InvalidInput(field, "must not be empty")
+    if len(user_id) > USER_ID_MAX_CHARS:
+        raise InvalidInput(
+            field, f"must be at most {USER_ID_MAX_CHARS} characters (got {len(user_id)})"
+        )
+    return user_id
+
+
+def check_type(value: str, *, field: str = "type") -> str:
+    """Return ``value`` if it is 1-64 characters of ``[a-z0-9_.-]``."""
+    if not TYPE_PATTERN.fullmatch(value):
+        raise InvalidInput(
+            field, f"must be 1-64 characters of [a-z0-9_.-], e.g. check_in (got {value!r:.80})"
+        )
+    return value
+
+
+def check_description(value: str, *, field: str = "description") -> str:
+    """Return ``value`` if it is at most 2,000 characters."""
+    if len(value) > DESCRIPTION_MAX_CHARS:
+        raise InvalidInput(
+            field, f"must be at most {DESCRIPTION_MAX_CHARS} characters (got {len(value)})"
+        )
+    return value
+
+
+def check_metadata(value: object, *, field: str = "metadata") -> dict[str, Any]:
+    """Return ``value`` if it is a JSON object of at most 16 KiB serialised (UTF-8)."""
+    if not isinstance(value, dict):
+        raise InvalidInput(field, f"must be a JSON object (got {type(value).__name__})")
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > METADATA_MAX_BYTES:
+        raise InvalidInput(
+            field, f"must be at most {METADATA_MAX_BYTES} bytes serialised (got {size})"
+        )
+    return value
+
+
+def check_aware(value: datetime, *, field: str) -> datetime:
+    """Return ``value`` if it carries a UTC offset (naive times are ambiguous)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(field, "must include a timezone offset, e.g. 2026-01-01T00:00:00Z")
+    return value
+
+
+def check_interval(seconds: int, *, field: str = "interval_seconds") -> int:
+    """Return ``seconds`` if it is between 0 and ten years."""
+    if seconds < 0:
+        raise InvalidInput(field, f"must be >= 0 seconds (got {seconds})")
+    if seconds > INTERVAL_MAX_SECONDS:
+        raise InvalidInput(field, f"must be at most {INTERVAL_MAX_SECONDS} seconds (got {seconds})")
+    return seconds

@@ -1,0 +1,91 @@
+"""Mutation root. Each mutation is one transaction; its outbox entries are relayed after commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+
+from db import activities, checkins, outbox, statuses
+
+from .context import Context
+from .errors import BadUserInput, user_input
+from .inputs import AddActivityInput, RecordCheckInInput, UpdateUserStatusInput, set_fields
+from .types import Activity, CheckInResult, UserStatus
+
+__all__ = ["Mutation"]
+
+Info = strawberry.Info[Context, None]
+
+_STATUS_FIELDS = frozenset({"last_check_in", "next_due", "alert_level", "alert_triggered_at"})
+
+
+def _metadata(value: Any) -> Any:
+    # JSON null and an omitted field both mean "no metadata".
+    return {} if value is None else value
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Add an activity to a user's feed.")
+    async def add_activity(self, info: Info, input: AddActivityInput) -> Activity:
+        ctx = info.context
+        with user_input("input"):
+            async with ctx.sessions.begin() as session:
+                row = await activities.add(
+                    session,
+                    user_id=input.user_id,
+                    type=input.type,
+                    description=input.description,
+                    timestamp=input.timestamp,
+                    metadata=_metadata(input.metadata),
+                )
+                payload = outbox.activity_payload(row)
+                written = outbox.written(session)
+        await ctx.after_commit(written)
+        return Activity.from_payload(payload)
+
+    @strawberry.mutation(
+        description=(
+            "Create or patch a user's status: omitted fields keep their value, null clears "
+            "a nullable field. version goes up by one."
+        )
+    )
+    async def update_user_status(self, info: Info, input: UpdateUserStatusInput) -> UserStatus:
+        ctx = info.context
+        changes = set_fields(input, _STATUS_FIELDS)
+        if "alert_level" in changes and changes["alert_level"] is None:
+            raise BadUserInput("input.alertLevel", "cannot be null; use NONE to clear an alert")
+        with user_input("input"):
+            async with ctx.sessions.begin() as session:
+                row = await statuses.update(session, user_id=input.user_id, changes=changes)
+                payload = outbox.status_payload(row)
+                written = outbox.written(session)
+        await ctx.after_commit(written)
+        return UserStatus.from_payload(payload)
+
+    @strawberry.mutation(
+        description=(
+            "In one transaction: add a check_in activity, set lastCheckIn to its time, nextDue "
+            "to that time plus intervalSeconds, alertLevel to NONE and alertTriggeredAt to null."
+        )
+    )
+    async def record_check_in(self, info: Info, input: RecordCheckInInput) -> CheckInResult:
+        ctx = info.context
+        with user_input("input"):
+            async with ctx.sessions.begin() as session:
+                activity, status = await checkins.record(
+                    session,
+                    user_id=input.user_id,
+                    interval_seconds=input.interval_seconds,
+                    at=input.timestamp,
+                    description=input.description,
+                    metadata=_metadata(input.metadata),
+                )
+                result = CheckInResult(
+                    activity=Activity.from_payload(outbox.activity_payload(activity)),
+                    status=UserStatus.from_payload(outbox.status_payload(status)),
+                )
+                written = outbox.written(session)
+        await ctx.after_commit(written)
+        return result

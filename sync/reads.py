@@ -1,0 +1,118 @@
+"""Reads: from the realtime store when it holds the answer, from the database otherwise."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from db import SessionFactory, activities, outbox, snapshots, statuses
+from db.validation import check_user_id
+
+from .stores import RealtimeStore, UserState
+from .stores.state import from_snapshot, page
+
+__all__ = ["ActivityPage", "Reader"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityPage:
+    """Activity payloads, newest first, and whether more follow. ``source`` is ``store`` or ``db``."""
+
+    items: Sequence[dict[str, Any]]
+    has_next: bool
+    source: str
+
+
+class Reader:
+    """Answers queries. A store failure is logged and answered from the database."""
+
+    def __init__(self, *, sessions: SessionFactory, store: RealtimeStore | None) -> None:
+        self._sessions = sessions
+        self._store = store
+
+    async def _cached(self, user_id: str) -> UserState | None:
+        if self._store is None:
+            return None
+        try:
+            return await self._store.get(user_id)
+        except Exception as exc:
+            logger.warning("realtime store read failed for user %r: %r", user_id, exc)
+            return None
+
+    async def _prime(self, user_id: str) -> UserState | None:
+        """Load a snapshot from the database and install it in the store."""
+        if self._store is None:
+            return None
+        async with self._sessions() as session:
+            snapshot = await snapshots.load(session, user_id=user_id, limit=self._store.window)
+        state = from_snapshot(snapshot)
+        try:
+            await self._store.prime(state)
+        except Exception as exc:
+            logger.warning("realtime store prime failed for user %r: %r", user_id, exc)
+        return state
+
+    async def user_status(self, user_id: str) -> dict[str, Any] | None:
+        """The status payload of ``user_id`` or ``None`` when the user has none.
+
+        Raises:
+            db.InvalidInput: an empty or over-long user id.
+        """
+        check_user_id(user_id)
+        state = await self._cached(user_id)
+        if state is None and self._store is not None:
+            state = await self._prime(user_id)
+        if state is not None and state.status_known:
+            return state.status
+        async with self._sessions() as session:
+            row = await statuses.get(session, user_id=user_id)
+        return None if row is None else outbox.status_payload(row)
+
+    async def recent_activities(
+        self,
+        user_id: str,
+        *,
+        first: int,
+        after: activities.ActivityKey | None,
+        types: Sequence[str] | None,
+    ) -> ActivityPage:
+        """One page of ``user_id``'s activities; arguments as :func:`db.activities.recent`.
+
+        Raises:
+            db.InvalidInput: as :func:`db.activities.recent`.
+        """
+        # Validate before touching the store, so bad input fails the same way on both paths.
+        check_user_id(user_id)
+        activities.check_page(first, types)
+        state = await self._cached(user_id)
+        if state is None and self._store is not None:
+            state = await self._prime(user_id)
+        if state is not None:
+            hit = page(state, first=first, after=after, types=types)
+            if hit is not None:
+                return ActivityPage(items=hit.items, has_next=hit.has_next, source="store")
+        async with self._sessions() as session:
+            rows = await activities.recent(
+                session, user_id=user_id, first=first, after=after, types=types
+            )
+        return ActivityPage(
+            items=[outbox.activity_payload(r) for r in rows.rows], has_next=rows.has_next, source="db"
+        )
+
+    async def activity_feed(
+        self,
+        *,
+        first: int,
+        after: activities.ActivityKey | None,
+        types: Sequence[str] | None,
+    ) -> ActivityPage:
+        """A page of every user's activities, from the database."""
+        async with self._sessions() as session:
+            rows = await activities.feed(session, first=first, after=after, types=types)
+        return ActivityPage(
+            items=[outbox.activity_payload(r) for r in rows.rows], has_next=rows.has_next, source="db"
+        )

@@ -1,0 +1,239 @@
+"""The outbox relay: mirrors committed changes to the realtime store, then publishes them.
+
+Delivery rules:
+
+* Per user, entries go out in sequence order. An entry is attempted only when
+  it is the user's lowest unpublished one, so a failed entry holds back the
+  rest of *its* user's stream and nobody else's.
+* A failure (store or broker) never reaches the writer. It is logged with the
+  user id and outbox id, and the entry is retried with capped exponential
+  backoff and jitter until it goes through.
+* Store writes are idempotent by sequence number and subscribers drop
+  repeated sequence numbers, so an entry relayed twice (a crash between
+  publishing and marking) is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Self
+
+from db import OutboxEntry, SessionFactory, outbox, utcnow
+
+from .channels import Channels
+from .events import ChangeEvent
+from .stores import RealtimeStore
+
+__all__ = ["Relay"]
+
+logger = logging.getLogger(__name__)
+
+
+class Relay:
+    """Background task that drains the outbox. Start it with ``async with``.
+
+    Args:
+        sessions: database session factory.
+        store: the realtime store, or ``None`` when none is configured.
+        channels: where events are published.
+        batch_size: entries claimed per round.
+        poll_interval: seconds between rounds when nobody calls :meth:`notify`
+            (writes of other processes are found this way).
+        retry_base, retry_max: backoff in seconds: ``retry_base * 2**attempts``
+            capped at ``retry_max``, times a jitter factor in [0.5, 1.5).
+        retention: seconds a published entry is kept (replay needs them).
+    """
+
+    def __init__(
+        self,
+        *,
+        sessions: SessionFactory,
+        store: RealtimeStore | None,
+        channels: Channels,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        retry_base: float = 0.2,
+        retry_max: float = 30.0,
+        retention: float = 24 * 3600.0,
+    ) -> None:
+        self._sessions = sessions
+        self._store = store
+        self._channels = channels
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self.retention = retention
+        self._wake = asyncio.Event()
+        self._waiters: dict[int, list[asyncio.Future[bool]]] = defaultdict(list)
+        self._task: asyncio.Task[None] | None = None
+        self._last_prune = 0.0
+        self.published_total = 0
+        self.failed_total = 0
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for futures in self._waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.set_result(False)
+        self._waiters.clear()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def notify(self) -> None:
+        """Ask for a round now (a local write has committed)."""
+        self._wake.set()
+
+    async def wait_published(self, entry_ids: Iterable[int], *, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until these entries have been relayed.
+
+        Returns ``True`` when all were published, ``False`` on timeout or when
+        an attempt failed (the entry stays pending and is retried). Writers use
+        this for read-your-writes through the store; it never raises.
+        """
+        loop = asyncio.get_running_loop()
+        futures = []
+        for entry_id in entry_ids:
+            future: asyncio.Future[bool] = loop.create_future()
+            self._waiters[entry_id].append(future)
+            futures.append(future)
+        self.notify()
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*futures), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            for entry_id, future in zip(entry_ids, futures, strict=False):
+                waiting = self._waiters.get(entry_id)
+                if waiting and future in waiting:
+                    waiting.remove(future)
+                    if not waiting:
+                        del self._waiters[entry_id]
+        return all(results)
+
+    async def _run(self) -> None:
+        delay = self.retry_base
+        while True:
+            self._wake.clear()
+            try:
+                done = await self.run_once()
+                await self._maybe_prune()
+                delay = self.retry_base
+            except Exception:
+                logger.exception("outbox relay round failed; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+                continue
+            if done >= self.batch_size:
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except TimeoutError:
+                pass
+
+    async def run_once(self) -> int:
+        """One round: relay what is due. Returns the number of entries claimed."""
+        now = utcnow()
+        async with self._sessions() as session:
+            entries = await outbox.pending(session, now=now, limit=self.batch_size)
+            by_user: dict[str, list[OutboxEntry]] = defaultdict(list)
+            for entry in entries:
+                by_user[entry.user_id].append(entry)
+            heads = await outbox.pending_heads(session, user_ids=list(by_user))
+        published: list[int] = []
+        failed: list[tuple[OutboxEntry, BaseException]] = []
+        for user_id, user_entries in by_user.items():
+            if user_entries[0].seq != heads.get(user_id):
+                # An earlier entry of this user waits for its retry time.
+                continue
+            for entry in user_entries:
+                try:
+                    await self._relay(ChangeEvent.from_entry(entry))
+                except Exception as exc:
+                    logger.warning(
+                        "relay of outbox entry %s (user %r, seq %s) failed: %r",
+                        entry.id,
+                        entry.user_id,
+                        entry.seq,
+                        exc,
+                    )
+                    failed.append((entry, exc))
+                    break
+                published.append(entry.id)
+        await self._record(published, failed)
+        return len(entries)
+
+    async def _relay(self, event: ChangeEvent) -> None:
+        if self._store is not None:
+            await self._store.apply(event)
+        await self._channels.publish(event)
+
+    def _retry_delay(self, attempts: int) -> float:
+        delay = min(self.retry_max, self.retry_base * (2 ** min(attempts, 30)))
+        return delay * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not crypto
+
+    async def _record(
+        self, published: Sequence[int], failed: Sequence[tuple[OutboxEntry, BaseException]]
+    ) -> None:
+        if published or failed:
+            now = utcnow()
+            async with self._sessions.begin() as session:
+                await outbox.mark_published(session, entry_ids=published, at=now)
+                for entry, exc in failed:
+                    await outbox.mark_failed(
+                        session,
+                        user_id=entry.user_id,
+                        entry_id=entry.id,
+                        error=repr(exc),
+                        retry_at=now + timedelta(seconds=self._retry_delay(entry.attempts)),
+                    )
+        self.published_total += len(published)
+        self.failed_total += len(failed)
+        self._resolve(published, True)
+        self._resolve([entry.id for entry, _ in failed], False)
+
+    def _resolve(self, entry_ids: Iterable[int], ok: bool) -> None:
+        for entry_id in entry_ids:
+            for future in self._waiters.pop(entry_id, ()):
+                if not future.done():
+                    future.set_result(ok)
+
+    async def _maybe_prune(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_prune < 60:
+            return
+        self._last_prune = loop.time()
+        async with self._sessions.begin() as session:
+            pruned = await outbox.prune(
+                session, published_before=utcnow() - timedelta(seconds=self.retention)
+            )
+        if pruned:
+            logger.info("pruned %d published outbox entries", pruned)
+
+    async def backlog(self) -> tuple[int, float]:
+        """Pending entries and the oldest one's age in seconds."""
+        async with self._sessions() as session:
+            return await outbox.backlog(session, now=utcnow())

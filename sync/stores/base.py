@@ -1,0 +1,81 @@
+"""The realtime store interface: the read model that queries answer from."""
+
+from __future__ import annotations
+
+import abc
+from types import TracebackType
+from typing import Self
+
+from ..events import ChangeEvent
+from .state import UserState
+
+__all__ = ["DEFAULT_WINDOW", "RealtimeStore", "StoreUnavailable"]
+
+# Activities kept per user.
+DEFAULT_WINDOW = 100
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached; callers fall back to the database."""
+
+
+class RealtimeStore(abc.ABC):
+    """Per-user :class:`UserState`, updated idempotently by change sequence.
+
+    Constructors do no I/O; :meth:`connect` and :meth:`disconnect` (or
+    ``async with``) open and close connections.
+
+    Args:
+        window: activities kept per user, newest first.
+    """
+
+    def __init__(self, *, window: int = DEFAULT_WINDOW) -> None:
+        if window < 1:
+            raise ValueError("window must be at least 1")
+        self.window = window
+
+    async def connect(self) -> None:  # noqa: B027 - optional hook
+        """Open connections."""
+
+    async def disconnect(self) -> None:  # noqa: B027 - optional hook
+        """Close connections."""
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+    @abc.abstractmethod
+    async def apply(self, event: ChangeEvent) -> None:
+        """Apply one change. Applying an event twice, or an older one, changes nothing.
+
+        Raises:
+            StoreUnavailable: the store could not be written.
+        """
+
+    @abc.abstractmethod
+    async def prime(self, state: UserState) -> None:
+        """Install a database snapshot unless the store already holds a newer state."""
+
+    @abc.abstractmethod
+    async def get(self, user_id: str) -> UserState | None:
+        """What the store holds for ``user_id``, or ``None``.
+
+        Raises:
+            StoreUnavailable: the store could not be read.
+        """
+
+    @abc.abstractmethod
+    async def forget(self, user_id: str | None = None) -> None:
+        """Drop one user's state, or every user's when ``user_id`` is ``None``."""
+
+    async def ping(self) -> bool:
+        """Whether the store answers right now."""
+        return True
