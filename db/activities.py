@@ -99,7 +99,7 @@ async def add(
         created_at=now,
     )
     session.add(activity)
-    await session.flush([activity])
+    await session.flush()
     await outbox.append(
         session,
         user_id=user_id,

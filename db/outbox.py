@@ -67,7 +67,7 @@ async def append(
         next_attempt_at=committed_at,
     )
     session.add(entry)
-    await session.flush([entry])
+    await session.flush()
     session.info.setdefault(_WRITTEN_KEY, []).append(entry.id)
     return entry
 

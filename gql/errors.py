@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -67,16 +68,27 @@ def _classify(error: GraphQLError) -> str:
         code = original.extensions.get("code")
         if isinstance(code, str):
             return code
+    if error.path is None and error.message.startswith("Variable '$"):
+        # Variable coercion failures (spec 6.1.2): wrong type, bad scalar value, missing.
+        return BAD_USER_INPUT
     if original is not None:
         return INTERNAL_SERVER_ERROR
     if error.message.startswith("Syntax Error"):
         return PARSE_FAILED
-    if error.message.startswith("Variable '$"):
-        # Variable coercion failures (spec 6.1.2): wrong type, bad scalar value, missing.
-        return BAD_USER_INPUT
     if error.path is None:
         return VALIDATION_FAILED
     return INTERNAL_SERVER_ERROR
+
+
+_VARIABLE_PATH = re.compile(r"^Variable '\$(\w+)' (?:has|got) invalid value(?: at ([.\w\[\]]+))?")
+
+
+def _variable_field(message: str) -> str | None:
+    """``input.timestamp`` from graphql-core's coercion message about ``$input`` at ``.timestamp``."""
+    match = _VARIABLE_PATH.match(message)
+    if match is None:
+        return None
+    return match.group(1) + (match.group(2) or "")
 
 
 def _with_code(errors: list[GraphQLError]) -> None:
@@ -84,6 +96,8 @@ def _with_code(errors: list[GraphQLError]) -> None:
         extensions: dict[str, Any] = dict(error.extensions or {})
         if "code" not in extensions:
             extensions["code"] = _classify(error)
+            if extensions["code"] == BAD_USER_INPUT and (field := _variable_field(error.message)):
+                extensions["field"] = field
             error.extensions = extensions
 
 

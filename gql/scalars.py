@@ -37,9 +37,8 @@ def parse_datetime(value: Any) -> datetime:
     return parsed.astimezone(UTC)
 
 
-# Used as ``scalar_overrides={datetime: DateTime}``: fields annotate plain ``datetime``.
+# Installed with ``StrawberryConfig(scalar_map={datetime: DateTime})``: fields annotate ``datetime``.
 DateTime = strawberry.scalar(
-    datetime,
     name="DateTime",
     description="An ISO 8601 date-time with a timezone offset; always returned in UTC (Z).",
     specified_by_url="https://datatracker.ietf.org/doc/html/rfc3339",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
+from strawberry.schema.config import StrawberryConfig
 
 from .errors import ErrorCodes
 from .mutations import Mutation
@@ -21,7 +22,7 @@ def create_schema() -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        scalar_overrides={datetime: DateTime},
+        config=StrawberryConfig(scalar_map={datetime: DateTime}),
         extensions=[ErrorCodes],
     )
 

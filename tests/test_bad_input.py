@@ -1,0 +1,157 @@
+"""Bad input gets a GraphQL error with extensions.code, a message naming the field and the limit,
+and leaves no row behind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from db.models import Activity, OutboxEntry, UserSequence, UserStatus
+from gql.context import Services
+
+from .conftest import GraphQLClient
+
+ADD = "mutation($input: AddActivityInput!) { addActivity(input: $input) { id } }"
+CHECK_IN = (
+    "mutation($input: RecordCheckInInput!) { recordCheckIn(input: $input) { status { version } } }"
+)
+UPDATE = "mutation($input: UpdateUserStatusInput!) { updateUserStatus(input: $input) { version } }"
+RECENT = """query($u: String!, $first: Int, $after: String, $types: [String!]) {
+  recentActivities(userId: $u, first: $first, after: $after, types: $types) { edges { cursor } }
+}"""
+
+
+async def _row_counts(services: Services) -> dict[str, int]:
+    async with services.sessions() as session:
+        return {
+            model.__tablename__: int(await session.scalar(select(func.count()).select_from(model)) or 0)
+            for model in (Activity, UserStatus, OutboxEntry, UserSequence)
+        }
+
+
+def _activity(**overrides: Any) -> dict[str, Any]:
+    return {"input": {"userId": "u1", "type": "note", **overrides}}
+
+
+WRITE_CASES = [
+    pytest.param(ADD, _activity(userId=""), "input.userId", "empty", id="empty-user-id"),
+    pytest.param(ADD, _activity(userId="x" * 256), "input.userId", "255", id="long-user-id"),
+    pytest.param(ADD, _activity(type="Check In"), "input.type", "[a-z0-9_.-]", id="bad-type"),
+    pytest.param(ADD, _activity(type="x" * 65), "input.type", "1-64", id="long-type"),
+    pytest.param(
+        ADD, _activity(description="d" * 2001), "input.description", "2000", id="long-description"
+    ),
+    pytest.param(ADD, _activity(metadata=[1, 2]), "input.metadata", "object", id="metadata-list"),
+    pytest.param(ADD, _activity(metadata="x"), "input.metadata", "object", id="metadata-string"),
+    pytest.param(
+        ADD, _activity(metadata={"k": "v" * 17_000}), "input.metadata", "16384", id="metadata-big"
+    ),
+    pytest.param(
+        ADD, _activity(timestamp="2026-01-01T10:00:00"), "input.timestamp", "timezone", id="naive"
+    ),
+    pytest.param(
+        ADD, _activity(timestamp="yesterday"), "input.timestamp", "ISO 8601", id="unparseable"
+    ),
+    pytest.param(
+        CHECK_IN,
+        {"input": {"userId": "u1", "intervalSeconds": -1}},
+        "input.intervalSeconds",
+        ">= 0",
+        id="negative-interval",
+    ),
+    pytest.param(
+        CHECK_IN,
+        {"input": {"userId": "", "intervalSeconds": 60}},
+        "input.userId",
+        "empty",
+        id="check-in-empty-user",
+    ),
+    pytest.param(
+        CHECK_IN,
+        {"input": {"userId": "u1", "intervalSeconds": 60, "timestamp": "2026-01-01 10:00"}},
+        "input.timestamp",
+        "timezone",
+        id="check-in-naive",
+    ),
+    pytest.param(
+        UPDATE,
+        {"input": {"userId": "u1", "alertLevel": None}},
+        "input.alertLevel",
+        "null",
+        id="null-alert-level",
+    ),
+    pytest.param(
+        UPDATE,
+        {"input": {"userId": "u1", "nextDue": "2026-01-01T10:00:00"}},
+        "input.nextDue",
+        "timezone",
+        id="status-naive",
+    ),
+]
+
+
+@pytest.mark.parametrize(("query", "variables", "field", "limit"), WRITE_CASES)
+async def test_bad_write_is_rejected_and_stores_nothing(
+    graphql: GraphQLClient,
+    services: Services,
+    query: str,
+    variables: dict[str, Any],
+    field: str,
+    limit: str,
+) -> None:
+    body = await graphql(query, variables)
+    assert body.get("data") is None or all(v is None for v in body["data"].values())
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert error["extensions"]["field"] == field, error
+    assert field.rpartition(".")[2] in error["message"], error["message"]
+    assert limit in error["message"], error["message"]
+    assert await _row_counts(services) == {
+        "activities": 0,
+        "user_status": 0,
+        "outbox": 0,
+        "user_sequences": 0,
+    }
+
+
+READ_CASES = [
+    pytest.param({"u": "u1", "first": 0}, "first", "between 1 and 100", id="first-zero"),
+    pytest.param({"u": "u1", "first": 101}, "first", "between 1 and 100", id="first-101"),
+    pytest.param({"u": "u1", "after": "not-a-cursor"}, "after", "cursor", id="bad-cursor"),
+    pytest.param({"u": "u1", "after": "YTE6eHx5"}, "after", "cursor", id="forged-cursor"),
+    pytest.param({"u": ""}, "userId", "empty", id="empty-user"),
+    pytest.param({"u": "u1", "types": ["BAD TYPE"]}, "types", "[a-z0-9_.-]", id="bad-types"),
+]
+
+
+@pytest.mark.parametrize(("variables", "field", "limit"), READ_CASES)
+async def test_bad_read_arguments_are_rejected(
+    graphql: GraphQLClient, variables: dict[str, Any], field: str, limit: str
+) -> None:
+    body = await graphql(RECENT, variables)
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert error["extensions"]["field"] == field, error
+    assert error["message"].startswith(field), error["message"]
+    assert limit in error["message"], error["message"]
+
+
+async def test_check_in_failing_late_rolls_back_everything(
+    graphql: GraphQLClient, services: Services
+) -> None:
+    # The description is checked after the sequence numbers were taken: the
+    # whole transaction must still roll back.
+    body = await graphql(
+        CHECK_IN, {"input": {"userId": "u1", "intervalSeconds": 60, "description": "d" * 2001}}
+    )
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert sum((await _row_counts(services)).values()) == 0
+
+
+async def test_syntax_and_validation_errors_have_codes(graphql: GraphQLClient) -> None:
+    parse = await graphql("{ userStatus(", status=200)
+    assert parse["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    invalid = await graphql("{ noSuchField }", status=200)
+    assert invalid["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
