@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import broadcaster
 from broadcaster import Event
+from broadcaster._base import Unsubscribed
 
 if TYPE_CHECKING:
     from broadcaster._backends.base import BroadcastBackend
@@ -109,7 +110,7 @@ class Subscriber:
         """The next event.
 
         Raises:
-            broadcaster.Unsubscribed: the subscription was closed normally.
+            Unsubscribed: the subscription was closed normally.
             ChannelError: it was ended by an overflow or a lost connection.
         """
         item = await self._queue.get()
@@ -118,11 +119,11 @@ class Subscriber:
             self._queue.put_nowait(None)
             if self._error is not None:
                 raise self._error
-            raise broadcaster.Unsubscribed()
+            raise Unsubscribed()
         return item
 
     async def __aiter__(self) -> AsyncGenerator[Event, None]:
-        with suppress(broadcaster.Unsubscribed):
+        with suppress(Unsubscribed):
             while True:
                 yield await self.get()
 

@@ -75,7 +75,9 @@ async def websocket(
     """
     async with (
         httpx.AsyncClient(transport=ASGIWebSocketTransport(app), base_url="http://test") as http,
-        aconnect_ws("http://test/graphql", http, subprotocols=[protocol], headers=headers) as ws,
+        aconnect_ws(
+            "http://test/graphql", http, subprotocols=[protocol], headers=dict(headers or {})
+        ) as ws,
     ):
         yield ws
 
