@@ -1,0 +1,142 @@
+"""The Broadcast subclass fixes broadcaster 0.3.1's defects; each test fails on the stock class."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from broadcaster import Event
+from broadcaster._backends.memory import MemoryBackend
+
+from sync.broadcast import Broadcast, ChannelDisconnected, Subscriber, SubscriberOverflow
+
+
+class SlowSubscribeBackend(MemoryBackend):
+    """A memory backend whose subscribe awaits, like every network backend's does."""
+
+    def __init__(self) -> None:
+        super().__init__("memory://")
+        self.subscribe_calls = 0
+
+    async def subscribe(self, channel: str) -> None:
+        self.subscribe_calls += 1
+        await asyncio.sleep(0.05)
+        await super().subscribe(channel)
+
+
+class FailingBackend(MemoryBackend):
+    """next_published fails once on demand, as a dropped broker connection does."""
+
+    def __init__(self) -> None:
+        super().__init__("memory://")
+        self.break_now = asyncio.Event()
+        self.connects = 0
+
+    async def connect(self) -> None:
+        self.connects += 1
+        await super().connect()
+
+    async def next_published(self) -> Event:
+        published = asyncio.ensure_future(super().next_published())
+        broken = asyncio.ensure_future(self.break_now.wait())
+        done, pending = await asyncio.wait({published, broken}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if broken in done:
+            self.break_now.clear()
+            published.cancel()
+            raise ConnectionError("connection reset by peer")
+        return published.result()
+
+
+async def _collect(subscriber: Subscriber, n: int) -> list[str]:
+    return [(await subscriber.get()).message for _ in range(n)]
+
+
+async def test_concurrent_first_subscribers_both_receive_and_exit_cleanly() -> None:
+    backend = SlowSubscribeBackend()
+    async with Broadcast(backend=backend) as broadcast:
+        ready = asyncio.Barrier(3)
+        received: dict[str, list[str]] = {}
+
+        async def dashboard(name: str) -> None:
+            async with broadcast.subscribe("user.1") as subscriber:
+                await ready.wait()
+                received[name] = await asyncio.wait_for(_collect(subscriber, 3), 2)
+
+        tasks = [asyncio.create_task(dashboard(n)) for n in ("a", "b")]
+        await ready.wait()
+        for i in range(3):
+            await broadcast.publish("user.1", f"e{i}")
+        await asyncio.gather(*tasks)  # neither raises KeyError on exit
+    assert received == {"a": ["e0", "e1", "e2"], "b": ["e0", "e1", "e2"]}
+    assert backend.subscribe_calls == 1
+    assert broadcast.channels == 0
+
+
+async def test_last_unsubscribe_releases_the_backend_channel() -> None:
+    backend = SlowSubscribeBackend()
+    async with Broadcast(backend=backend) as broadcast:
+        async with broadcast.subscribe("c"):
+            assert backend._subscribed == {"c"}
+        assert backend._subscribed == set()
+        # Subscribing again works.
+        async with broadcast.subscribe("c") as subscriber:
+            await broadcast.publish("c", "again")
+            assert (await asyncio.wait_for(subscriber.get(), 1)).message == "again"
+
+
+async def test_slow_subscriber_is_cut_off_without_slowing_others() -> None:
+    async with Broadcast("memory://", max_queue=10) as broadcast:
+        async with broadcast.subscribe("c") as stalled, broadcast.subscribe("c") as active:
+            got: list[str] = []
+            for i in range(50):
+                await broadcast.publish("c", str(i))
+                got.append((await asyncio.wait_for(active.get(), 1)).message)
+            assert got == [str(i) for i in range(50)]
+            assert stalled.queued <= 10
+            with pytest.raises(SubscriberOverflow):
+                await stalled.get()
+
+
+async def test_dying_listener_ends_subscribers_and_reconnects() -> None:
+    backend = FailingBackend()
+    async with Broadcast(backend=backend) as broadcast:
+        async with broadcast.subscribe("c") as subscriber:
+            backend.break_now.set()
+            with pytest.raises(ChannelDisconnected):
+                await asyncio.wait_for(subscriber.get(), 2)
+        assert await broadcast.wait_healthy(5)
+        assert backend.connects == 2
+        async with broadcast.subscribe("c") as subscriber:
+            await broadcast.publish("c", "after")
+            assert (await asyncio.wait_for(subscriber.get(), 2)).message == "after"
+
+
+async def test_subscribe_while_disconnected_is_refused() -> None:
+    backend = FailingBackend()
+    broadcast = Broadcast(backend=backend)
+    with pytest.raises(ChannelDisconnected):
+        async with broadcast.subscribe("c"):
+            pass
+
+
+async def test_cancelled_subscriber_still_releases_the_channel() -> None:
+    backend = SlowSubscribeBackend()
+    async with Broadcast(backend=backend) as broadcast:
+        entered = asyncio.Event()
+
+        async def reader() -> Any:
+            async with broadcast.subscribe("c") as subscriber:
+                entered.set()
+                await subscriber.get()
+
+        task = asyncio.create_task(reader())
+        await entered.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)
+        assert broadcast.channels == 0
+        assert backend._subscribed == set()

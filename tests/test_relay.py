@@ -1,0 +1,154 @@
+"""The outbox relay: a failure after commit never loses or reorders an update."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+
+from db import activities, create_engine, create_session_factory, outbox, statuses
+from db.migrate import upgrade
+from db.models import OutboxEntry
+from db.sessions import SessionFactory
+from sync import Broadcast, ChangeEvent, Channels, Relay
+from sync.channels import user_channel
+from sync.stores.memory import MemoryStore
+
+
+class FlakyStore(MemoryStore):
+    """A memory store that refuses writes for chosen users, like a store outage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down_for: set[str] = set()
+
+    async def apply(self, event: ChangeEvent) -> None:
+        if event.user_id in self.down_for:
+            raise ConnectionError("store unreachable")
+        await super().apply(event)
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[SessionFactory]:
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    yield create_session_factory(engine)
+    await engine.dispose()
+
+
+async def _add(sessions: SessionFactory, user_id: str, n: int = 1) -> None:
+    for _ in range(n):
+        async with sessions.begin() as session:
+            await activities.add(session, user_id=user_id, type="note")
+
+
+async def _pending(sessions: SessionFactory) -> list[tuple[str, int]]:
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(OutboxEntry).where(OutboxEntry.published_at.is_(None)).order_by(OutboxEntry.id)
+        )
+        return [(row.user_id, row.seq) for row in rows]
+
+
+async def test_store_failure_keeps_entries_pending_and_blocks_only_that_user(
+    sessions: SessionFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FlakyStore()
+    store.down_for.add("sick")
+    async with Broadcast("memory://") as broadcast:
+        channels = Channels(broadcast, sessions=sessions)
+        relay = Relay(sessions=sessions, store=store, channels=channels, retry_base=0.01)
+        async with channels.user_events("sick") as sick_stream:
+            await _add(sessions, "sick", 2)
+            await _add(sessions, "well", 2)
+            with caplog.at_level(logging.WARNING, logger="sync.relay"):
+                await relay.run_once()
+            # The healthy user is relayed; the failing one stays pending, both entries.
+            assert await _pending(sessions) == [("sick", 1), ("sick", 2)]
+            well = await store.get("well")
+            assert well is not None and well.seq == 2
+            [record] = [r for r in caplog.records if "failed" in r.getMessage()]
+            assert "'sick'" in record.getMessage() and "outbox entry 1 " in record.getMessage()
+            # Later entries of the failing user are not attempted ahead of the first.
+            await _add(sessions, "sick", 1)
+            await asyncio.sleep(0.05)
+            store.down_for.clear()
+            for _ in range(5):
+                await relay.run_once()
+                if not await _pending(sessions):
+                    break
+                await asyncio.sleep(0.05)
+            assert await _pending(sessions) == []
+            stream = aiter(sick_stream)
+            seqs = [(await asyncio.wait_for(anext(stream), 1)).seq for _ in range(3)]
+            assert seqs == [1, 2, 3]
+        sick = await store.get("sick")
+        assert sick is not None and sick.seq == 3 and sick.primed
+
+
+async def test_publish_failure_is_retried_and_the_store_write_is_idempotent(
+    sessions: SessionFactory,
+) -> None:
+    store = MemoryStore()
+    async with Broadcast("memory://") as broadcast:
+        channels = Channels(broadcast, sessions=sessions)
+        relay = Relay(sessions=sessions, store=store, channels=channels, retry_base=0.01)
+        real_publish = channels.publish
+        calls = 0
+
+        async def flaky_publish(event: ChangeEvent) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise ConnectionError("broker unreachable")
+            await real_publish(event)
+
+        channels.publish = flaky_publish  # type: ignore[method-assign]
+        async with sessions.begin() as session:
+            await statuses.update(session, user_id="u", changes={"alert_level": "ALERT"})
+        await relay.run_once()
+        assert await _pending(sessions) == [("u", 1)]
+        state = await store.get("u")
+        assert state is not None and state.status is not None  # applied before the publish failed
+        await asyncio.sleep(0.05)
+        await relay.run_once()
+        assert await _pending(sessions) == []
+        again = await store.get("u")
+        assert again is not None and again.seq == 1 and again.status == state.status
+        assert calls == 2
+
+
+async def test_wait_published_resolves_for_the_writer(sessions: SessionFactory) -> None:
+    async with Broadcast("memory://") as broadcast:
+        channels = Channels(broadcast, sessions=sessions)
+        async with Relay(
+            sessions=sessions, store=None, channels=channels, poll_interval=10
+        ) as relay:
+            async with sessions.begin() as session:
+                await activities.add(session, user_id="u", type="note")
+                written = outbox.written(session)
+            assert await relay.wait_published(written, timeout=2) is True
+            assert await _pending(sessions) == []
+
+
+async def test_big_event_travels_as_a_reference(sessions: SessionFactory) -> None:
+    async with Broadcast("memory://") as broadcast:
+        channels = Channels(broadcast, sessions=sessions, max_message_bytes=500)
+        relay = Relay(sessions=sessions, store=None, channels=channels)
+        async with (
+            channels.user_events("u") as stream,
+            broadcast.subscribe(user_channel("u")) as raw,
+        ):
+            async with sessions.begin() as session:
+                await activities.add(
+                    session, user_id="u", type="note", metadata={"blob": "x" * 4000}
+                )
+            await relay.run_once()
+            message = await asyncio.wait_for(raw.get(), 1)
+            assert len(message.message.encode()) <= 500
+            assert ChangeEvent.decode(message.message).payload is None
+            event = await asyncio.wait_for(anext(aiter(stream)), 1)
+        assert event.payload is not None and event.payload["metadata"]["blob"] == "x" * 4000
