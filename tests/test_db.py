@@ -9,8 +9,15 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from db import InvalidInput, activities, checkins, create_engine, create_session_factory, statuses
-from db import snapshots
+from db import (
+    InvalidInput,
+    activities,
+    checkins,
+    create_engine,
+    create_session_factory,
+    snapshots,
+    statuses,
+)
 from db.migrate import upgrade
 from db.models import AlertLevel, OutboxEntry
 from db.sessions import SessionFactory
@@ -63,9 +70,7 @@ async def test_check_in_is_one_transaction_with_two_changes(sessions: SessionFac
     async with sessions.begin() as session:
         await statuses.update(session, user_id="u", changes={"alert_level": AlertLevel.EMERGENCY})
     async with sessions.begin() as session:
-        activity, status = await checkins.record(
-            session, user_id="u", interval_seconds=7200, at=at
-        )
+        activity, status = await checkins.record(session, user_id="u", interval_seconds=7200, at=at)
     assert (activity.seq, activity.type, activity.timestamp) == (2, "check_in", at)
     assert status.next_due == at + timedelta(hours=2)
     assert status.alert_level is AlertLevel.NONE and status.version == 2
