@@ -75,12 +75,13 @@ async def update(
         "alert_triggered_at": None,
         **checked,
         "version": 1,
+        "seq": seq,
         "updated_at": now,
     }
     stmt = insert_for(session, UserStatus).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=[UserStatus.user_id],
-        set_={**checked, "version": UserStatus.version + 1, "updated_at": now},
+        set_={**checked, "version": UserStatus.version + 1, "seq": seq, "updated_at": now},
     ).returning(UserStatus)
     status: UserStatus = (
         await session.scalars(stmt, execution_options={"populate_existing": True})

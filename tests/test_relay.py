@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from db import activities, create_engine, create_session_factory, outbox, statuses
 from db.migrate import upgrade
-from db.models import OutboxEntry
+from db.models import OutboxEntry, OutboxKind
 from db.sessions import SessionFactory
 from sync import Broadcast, ChangeEvent, Channels, Relay
 from sync.channels import user_channel
@@ -61,7 +61,7 @@ async def test_store_failure_keeps_entries_pending_and_blocks_only_that_user(
     async with Broadcast("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
         relay = Relay(sessions=sessions, store=store, channels=channels, retry_base=0.01)
-        async with channels.user_events("sick") as sick_stream:
+        async with channels.user_events("sick", OutboxKind.ACTIVITY) as sick_stream:
             await _add(sessions, "sick", 2)
             await _add(sessions, "well", 2)
             with caplog.at_level(logging.WARNING, logger="sync.relay"):
@@ -139,8 +139,8 @@ async def test_big_event_travels_as_a_reference(sessions: SessionFactory) -> Non
         channels = Channels(broadcast, sessions=sessions, max_message_bytes=500)
         relay = Relay(sessions=sessions, store=None, channels=channels)
         async with (
-            channels.user_events("u") as stream,
-            broadcast.subscribe(user_channel("u")) as raw,
+            channels.user_events("u", OutboxKind.ACTIVITY) as stream,
+            broadcast.subscribe(user_channel("u", OutboxKind.ACTIVITY)) as raw,
         ):
             async with sessions.begin() as session:
                 await activities.add(
