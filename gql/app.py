@@ -9,13 +9,15 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from sqlalchemy import text
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from db import create_engine, create_session_factory
 from sync import Broadcast, Channels, Reader, Relay, create_store
+from sync.metrics import RelayMetrics
 
 from .context import Services, get_context
 from .schema import create_schema
@@ -26,7 +28,7 @@ __all__ = ["create_app"]
 logger = logging.getLogger(__name__)
 
 
-def _lifespan(settings: Settings) -> Any:
+def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
@@ -42,6 +44,7 @@ def _lifespan(settings: Settings) -> Any:
                 channels = Channels(broadcast, sessions=sessions)
                 relay = await stack.enter_async_context(
                     Relay(
+                        metrics=RelayMetrics(registry),
                         sessions=sessions,
                         store=store,
                         channels=channels,
@@ -81,7 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         broker each answer; 503 otherwise.
     """
     settings = settings or Settings()
-    app = FastAPI(title="checkin-realtime", lifespan=_lifespan(settings))
+    registry = CollectorRegistry()
+    app = FastAPI(title="checkin-realtime", lifespan=_lifespan(settings, registry))
+    app.state.metrics = ServiceMetrics(registry)
     router: GraphQLRouter[Any, None] = GraphQLRouter(
         create_schema(),
         graphql_ide="graphiql" if settings.graphiql else None,
@@ -108,7 +113,50 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ready = all(checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        services: Services = request.app.state.services
+        await request.app.state.metrics.refresh(services)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
     return app
+
+
+class ServiceMetrics:
+    """Gauges read at scrape time: outbox backlog, broker state, subscriptions."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.backlog = Gauge(
+            "checkin_outbox_backlog", "Outbox entries not yet published.", registry=registry
+        )
+        self.oldest = Gauge(
+            "checkin_outbox_oldest_pending_seconds",
+            "Age of the oldest unpublished outbox entry, in seconds (0 when none).",
+            registry=registry,
+        )
+        self.broker_up = Gauge(
+            "checkin_broker_connected", "1 while the broker connection is up.", registry=registry
+        )
+        self.channels = Gauge(
+            "checkin_broadcast_channels",
+            "Channels with at least one local subscriber.",
+            registry=registry,
+        )
+        self.subscribers = Gauge(
+            "checkin_broadcast_subscribers", "Local channel subscribers.", registry=registry
+        )
+
+    async def refresh(self, services: Services) -> None:
+        try:
+            count, oldest = await services.relay.backlog()
+        except Exception as exc:
+            logger.warning("metrics: outbox backlog query failed: %r", exc)
+        else:
+            self.backlog.set(count)
+            self.oldest.set(oldest)
+        self.broker_up.set(1 if services.broadcast.healthy else 0)
+        self.channels.set(services.broadcast.channels)
+        self.subscribers.set(services.broadcast.subscribers)
 
 
 async def _database_ok(services: Services) -> bool:

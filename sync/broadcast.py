@@ -185,6 +185,11 @@ class Broadcast(broadcaster.Broadcast):
         """Channels with at least one local subscriber."""
         return len(self._inboxes)
 
+    @property
+    def subscribers(self) -> int:
+        """Local subscribers over all channels."""
+        return sum(len(inboxes) for inboxes in self._inboxes.values())
+
     async def __aenter__(self) -> Self:
         await self.connect()
         return self
