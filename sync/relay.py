@@ -185,6 +185,10 @@ class Relay:
                     break
                 published.append(entry)
         await self._record(published, failed)
+        # Entries held back behind a failed one will not go out this round:
+        # writers waiting on them should not wait for their timeout.
+        done = {entry.id for entry in published}
+        self._resolve([entry.id for entry in entries if entry.id not in done], False)
         return len(entries)
 
     async def _relay(self, event: ChangeEvent) -> None:
