@@ -10,9 +10,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from sqlalchemy import text
-from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from db import create_engine, create_session_factory
@@ -20,6 +20,7 @@ from sync import Broadcast, Channels, Reader, Relay, create_store
 from sync.metrics import RelayMetrics
 
 from .context import Services, get_context
+from .graphiql import ASSETS_DIR, ASSETS_PATH, GraphiQLRouter
 from .schema import create_schema
 from .settings import Settings
 
@@ -87,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry = CollectorRegistry()
     app = FastAPI(title="checkin-realtime", lifespan=_lifespan(settings, registry))
     app.state.metrics = ServiceMetrics(registry)
-    router: GraphQLRouter[Any, None] = GraphQLRouter(
+    router = GraphiQLRouter(
         create_schema(),
         graphql_ide="graphiql" if settings.graphiql else None,
         context_getter=get_context,
@@ -96,6 +97,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allowed_origins=settings.allowed_origins,
     )
     app.include_router(router, prefix="/graphql")
+    if settings.graphiql:
+        app.mount(
+            ASSETS_PATH.rstrip("/"), StaticFiles(directory=ASSETS_DIR), name="graphiql-assets"
+        )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
