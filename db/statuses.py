@@ -66,6 +66,7 @@ async def update(
     checked = _check_changes(changes)
     if seq is None:
         seq = await outbox.next_seq(session, user_id=user_id)
+    # Stamped after the sequence lock, so that stamps follow sequence order.
     now = utcnow()
     values: dict[str, Any] = {
         "user_id": user_id,

@@ -170,7 +170,14 @@ class Relay:
             if user_entries[0].seq != heads.get(user_id):
                 # An earlier entry of this user waits for its retry time.
                 continue
+            expected = user_entries[0].seq
             for entry in user_entries:
+                if entry.seq != expected:
+                    # A gap: the entry in between was committed but was not due when
+                    # claimed (its next_attempt_at was stamped before it took the
+                    # sequence lock). Never publish past it; the next round will.
+                    break
+                expected += 1
                 try:
                     await self._relay(ChangeEvent.from_entry(entry))
                 except Exception as exc:
