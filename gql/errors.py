@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
 from strawberry.utils.str_converters import to_camel_case
 
 from db import InvalidInput
@@ -27,7 +26,7 @@ __all__ = [
     "BAD_USER_INPUT",
     "INTERNAL_SERVER_ERROR",
     "BadUserInput",
-    "ErrorCodes",
+    "add_codes",
     "user_input",
 ]
 
@@ -99,14 +98,7 @@ def _with_code(errors: list[GraphQLError]) -> None:
             error.extensions = extensions
 
 
-class ErrorCodes(SchemaExtension):
-    """Adds ``extensions.code`` to every error of a result that lacks one."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if errors:
-            _with_code(errors)
-        if self.execution_context.pre_execution_errors:
-            _with_code(self.execution_context.pre_execution_errors)
+def add_codes(errors: list[GraphQLError]) -> list[GraphQLError]:
+    """Give every error an ``extensions.code``; return those that are internal errors."""
+    _with_code(errors)
+    return [e for e in errors if (e.extensions or {}).get("code") == INTERNAL_SERVER_ERROR]
