@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import text
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
@@ -127,29 +129,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-class ServiceMetrics:
-    """Gauges read at scrape time: outbox backlog, broker state, subscriptions."""
+class ServiceMetrics(Collector):
+    """Metrics read from the running services at scrape time (no global state).
+
+    Gauges: ``checkin_outbox_backlog`` (entries not yet published),
+    ``checkin_outbox_oldest_pending_seconds``, ``checkin_broker_connected`` (1/0),
+    ``checkin_broadcast_channels``, ``checkin_broadcast_subscribers``,
+    ``checkin_broadcast_queued_events`` (unread events in all inboxes).
+    Counters: ``checkin_broadcast_overflows_total`` (subscribers cut off for
+    reading too slowly), ``checkin_broker_disconnects_total``.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.backlog = Gauge(
-            "checkin_outbox_backlog", "Outbox entries not yet published.", registry=registry
-        )
-        self.oldest = Gauge(
-            "checkin_outbox_oldest_pending_seconds",
-            "Age of the oldest unpublished outbox entry, in seconds (0 when none).",
-            registry=registry,
-        )
-        self.broker_up = Gauge(
-            "checkin_broker_connected", "1 while the broker connection is up.", registry=registry
-        )
-        self.channels = Gauge(
-            "checkin_broadcast_channels",
-            "Channels with at least one local subscriber.",
-            registry=registry,
-        )
-        self.subscribers = Gauge(
-            "checkin_broadcast_subscribers", "Local channel subscribers.", registry=registry
-        )
+        self._values: dict[str, float] = {}
+        registry.register(self)
 
     async def refresh(self, services: Services) -> None:
         try:
@@ -157,11 +150,38 @@ class ServiceMetrics:
         except Exception as exc:
             logger.warning("metrics: outbox backlog query failed: %r", exc)
         else:
-            self.backlog.set(count)
-            self.oldest.set(oldest)
-        self.broker_up.set(1 if services.broadcast.healthy else 0)
-        self.channels.set(services.broadcast.channels)
-        self.subscribers.set(services.broadcast.subscribers)
+            self._values["checkin_outbox_backlog"] = count
+            self._values["checkin_outbox_oldest_pending_seconds"] = oldest
+        broadcast = services.broadcast
+        self._values.update(
+            {
+                "checkin_broker_connected": 1 if broadcast.healthy else 0,
+                "checkin_broadcast_channels": broadcast.channels,
+                "checkin_broadcast_subscribers": broadcast.subscribers,
+                "checkin_broadcast_queued_events": broadcast.queued,
+                "checkin_broadcast_overflows": broadcast.overflows,
+                "checkin_broker_disconnects": broadcast.disconnects,
+            }
+        )
+
+    HELP: ClassVar[dict[str, str]] = {
+        "checkin_outbox_backlog": "Outbox entries not yet published.",
+        "checkin_outbox_oldest_pending_seconds": "Age of the oldest unpublished entry (s).",
+        "checkin_broker_connected": "1 while the broker connection is up.",
+        "checkin_broadcast_channels": "Channels with a local subscriber.",
+        "checkin_broadcast_subscribers": "Local channel subscribers.",
+        "checkin_broadcast_queued_events": "Unread events in all subscriber inboxes.",
+        "checkin_broadcast_overflows": "Subscribers cut off for reading too slowly.",
+        "checkin_broker_disconnects": "Broker connections lost.",
+    }
+    COUNTERS: ClassVar[frozenset[str]] = frozenset(
+        {"checkin_broadcast_overflows", "checkin_broker_disconnects"}
+    )
+
+    def collect(self) -> Iterator[Metric]:
+        for name, value in self._values.items():
+            family = CounterMetricFamily if name in self.COUNTERS else GaugeMetricFamily
+            yield family(name, self.HELP[name], value=value)
 
 
 async def _database_ok(services: Services) -> bool:

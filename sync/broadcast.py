@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any, Self
 
@@ -69,8 +69,16 @@ class Subscriber:
             events are full snapshots, where the latest supersedes the rest).
     """
 
-    def __init__(self, channel: str, max_queue: int, *, conflate: bool = False) -> None:
+    def __init__(
+        self,
+        channel: str,
+        max_queue: int,
+        *,
+        conflate: bool = False,
+        on_overflow: Callable[[], None] | None = None,
+    ) -> None:
         self.channel = channel
+        self._on_overflow = on_overflow
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._max_queue = max_queue
         self._conflate = conflate
@@ -97,6 +105,8 @@ class Subscriber:
             self._queue.put_nowait(event)
             return
         if self._queue.qsize() >= self._max_queue:
+            if self._on_overflow is not None:
+                self._on_overflow()
             self.fail(
                 SubscriberOverflow(
                     f"subscriber of {self.channel!r} fell {self._max_queue} events behind"
@@ -174,6 +184,8 @@ class Broadcast(broadcaster.Broadcast):
         self._listener_runner: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closing = False
+        self.overflows = 0
+        self.disconnects = 0
 
     @property
     def healthy(self) -> bool:
@@ -184,6 +196,11 @@ class Broadcast(broadcaster.Broadcast):
     def channels(self) -> int:
         """Channels with at least one local subscriber."""
         return len(self._inboxes)
+
+    @property
+    def queued(self) -> int:
+        """Events waiting in all local subscribers' inboxes."""
+        return sum(s.queued for inboxes in self._inboxes.values() for s in inboxes)
 
     @property
     def subscribers(self) -> int:
@@ -234,6 +251,7 @@ class Broadcast(broadcaster.Broadcast):
                 raise
             except Exception as exc:
                 self._connected.clear()
+                self.disconnects += 1
                 logger.warning("broadcast listener lost its connection: %r", exc)
                 self._fail_all(ChannelDisconnected(f"broker connection lost: {exc!r}"))
             await self._reconnect(delay)
@@ -279,7 +297,9 @@ class Broadcast(broadcaster.Broadcast):
         """
         if not self.healthy:
             raise ChannelDisconnected("broker is not connected")
-        subscriber = Subscriber(channel, self.max_queue, conflate=conflate)
+        subscriber = Subscriber(
+            channel, self.max_queue, conflate=conflate, on_overflow=self._count_overflow
+        )
         state = self._locks.setdefault(channel, _ChannelLock())
         state.users += 1
         try:
@@ -299,6 +319,9 @@ class Broadcast(broadcaster.Broadcast):
             subscriber.close()
             # Shielded: a cancelled consumer must still release the channel.
             await asyncio.shield(self._unsubscribe(channel, subscriber, state))
+
+    def _count_overflow(self) -> None:
+        self.overflows += 1
 
     def _release(self, channel: str, state: _ChannelLock) -> None:
         state.users -= 1
