@@ -5,19 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from strawberry.fastapi import GraphQLRouter
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from db import create_engine, create_session_factory
 from sync import Broadcast, Channels, Reader, Relay, create_store
 
-from .context import Services, get_context
+from .auth import AuthenticationError, Authenticator
+from .context import Services
+from .limits import BodyLimit
+from .router import create_router
 from .schema import create_schema
 from .settings import Settings
 
@@ -58,6 +58,7 @@ def _lifespan(settings: Settings) -> Any:
                     channels=channels,
                     relay=relay,
                     reader=Reader(sessions=sessions, store=store),
+                    authenticator=Authenticator(settings),
                 )
                 app.state.services = services
                 try:
@@ -79,18 +80,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         and legacy ``graphql-ws`` subprotocols.
         ``/healthz``: the process is up. ``/readyz``: database, store and
         broker each answer; 503 otherwise.
+
+    Security (docs/security.md): an invalid ``Authorization`` header gets 401;
+    bodies over ``MAX_BODY_BYTES`` get 413. Without credentials configured
+    the app runs in dev mode, where everyone is an admin, and says so loudly.
     """
     settings = settings or Settings()
+    if not settings.auth_enabled:
+        logger.warning(
+            "DEV MODE: no JWT_SECRET, JWT_JWKS_URL or SERVICE_API_KEYS is set, so every "
+            "client is an admin. Serve on loopback only; set JWT_SECRET for anything else."
+        )
     app = FastAPI(title="checkin-realtime", lifespan=_lifespan(settings))
-    router: GraphQLRouter[Any, None] = GraphQLRouter(
-        create_schema(),
-        graphql_ide="graphiql" if settings.graphiql else None,
-        context_getter=get_context,
-        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
-        connection_init_wait_timeout=timedelta(seconds=settings.connection_init_timeout),
-        allowed_origins=settings.allowed_origins,
-    )
-    app.include_router(router, prefix="/graphql")
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_exception_handler(AuthenticationError, _unauthenticated)
+    app.include_router(create_router(settings, create_schema(settings)), prefix="/graphql")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -109,6 +113,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     return app
+
+
+async def _unauthenticated(request: Request, exc: Exception) -> JSONResponse:
+    # RFC 6750 section 3.1: an invalid token is answered with 401 and WWW-Authenticate.
+    return JSONResponse(
+        {"errors": [{"message": str(exc), "extensions": {"code": "UNAUTHENTICATED"}}]},
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
 
 
 async def _database_ok(services: Services) -> bool:

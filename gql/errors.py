@@ -5,18 +5,26 @@
 * ``BAD_USER_INPUT``: a variable or argument value is invalid (spec section 6.1.2,
   CoerceVariableValues; or a limit of this API). ``extensions.field`` names the
   argument path, e.g. ``input.description``.
-* ``INTERNAL_SERVER_ERROR``: anything else.
+* ``UNAUTHENTICATED``: the field needs credentials and none were sent.
+* ``FORBIDDEN``: the credentials do not allow this field or this userId
+  (:mod:`gql.permissions`).
+* ``INTERNAL_SERVER_ERROR``: anything else. In production (``ENV=production``)
+  its message is replaced by ``Internal error`` and ``extensions.correlationId``
+  names the log line that holds the real message and stack trace.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.types import StreamExecutionResult
 from strawberry.utils.str_converters import to_camel_case
 
 from db import InvalidInput
@@ -25,9 +33,12 @@ from .cursors import InvalidCursor
 
 __all__ = [
     "BAD_USER_INPUT",
+    "FORBIDDEN",
     "INTERNAL_SERVER_ERROR",
+    "UNAUTHENTICATED",
     "BadUserInput",
     "ErrorCodes",
+    "MaskedErrorCodes",
     "user_input",
 ]
 
@@ -35,6 +46,11 @@ BAD_USER_INPUT = "BAD_USER_INPUT"
 PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+UNAUTHENTICATED = "UNAUTHENTICATED"
+FORBIDDEN = "FORBIDDEN"
+INTERNAL_ERROR_MESSAGE = "Internal error"
+
+logger = logging.getLogger(__name__)
 
 
 class BadUserInput(GraphQLError):
@@ -99,14 +115,72 @@ def _with_code(errors: list[GraphQLError]) -> None:
             error.extensions = extensions
 
 
+_SUGGESTION = re.compile(r"\s*Did you mean .*\?$", re.DOTALL)
+
+
+def _masked(error: GraphQLError) -> GraphQLError:
+    correlation_id = uuid.uuid4().hex[:16]
+    cause = error.original_error or error
+    logger.error(
+        "internal error %s at %s: %s",
+        correlation_id,
+        error.path,
+        error.message,
+        exc_info=(type(cause), cause, cause.__traceback__),
+    )
+    return GraphQLError(
+        INTERNAL_ERROR_MESSAGE,
+        nodes=error.nodes,
+        path=error.path,
+        extensions={"code": INTERNAL_SERVER_ERROR, "correlationId": correlation_id},
+    )
+
+
 class ErrorCodes(SchemaExtension):
-    """Adds ``extensions.code`` to every error of a result that lacks one."""
+    """Adds ``extensions.code`` to every error of a result that lacks one.
+
+    Runs on every result, including each event of a subscription.
+    """
+
+    mask: ClassVar[bool] = False
+
+    def _process(self, errors: list[GraphQLError]) -> None:
+        _with_code(errors)
+        if not self.mask:
+            return
+        for index, error in enumerate(errors):
+            extensions = error.extensions or {}
+            if extensions.get("code") == INTERNAL_SERVER_ERROR:
+                if "correlationId" not in extensions:
+                    errors[index] = _masked(error)
+            elif "Did you mean" in error.message:
+                # Suggestions would list the schema's names, introspection or not.
+                error.message = _SUGGESTION.sub("", error.message)
 
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
         errors = getattr(result, "errors", None)
         if errors:
-            _with_code(errors)
+            self._process(errors)
         if self.execution_context.pre_execution_errors:
-            _with_code(self.execution_context.pre_execution_errors)
+            self._process(self.execution_context.pre_execution_errors)
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        errors = getattr(result, "errors", None)
+        if errors:
+            self._process(errors)
+        yield
+
+
+class MaskedErrorCodes(ErrorCodes):
+    """:class:`ErrorCodes` for production: internal messages are replaced and logged.
+
+    ``INTERNAL_SERVER_ERROR`` messages become ``Internal error`` with
+    ``extensions.correlationId``; the original message and stack trace are
+    logged at ERROR under that id. Parse, validation (minus "Did you mean"
+    suggestions), ``BAD_USER_INPUT``, ``UNAUTHENTICATED`` and ``FORBIDDEN``
+    messages are kept.
+    """
+
+    mask = True

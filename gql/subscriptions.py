@@ -22,6 +22,7 @@ from sync import ChannelDisconnected, ChannelError, SubscriberOverflow
 
 from .context import Context
 from .errors import user_input
+from .permissions import ADMIN_ONLY, OWN_USER, Authorize
 from .types import Activity, UserStatus
 
 __all__ = ["Subscription"]
@@ -44,7 +45,10 @@ def _cut_off(exc: ChannelError) -> GraphQLError:
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(description="Each activity added for the user, from now on.")
+    @strawberry.subscription(
+        extensions=[Authorize(OWN_USER)],
+        description="Each activity added for the user, from now on.",
+    )
     async def activity_added(self, info: Info, user_id: str) -> AsyncGenerator[Activity, None]:
         with user_input():
             check_user_id(user_id)
@@ -57,7 +61,8 @@ class Subscription:
             raise _cut_off(exc) from None
 
     @strawberry.subscription(
-        description="The user's current status first (if any), then every change of it."
+        extensions=[Authorize(OWN_USER)],
+        description="The user's current status first (if any), then every change of it.",
     )
     async def user_status_changed(
         self, info: Info, user_id: str
@@ -81,7 +86,10 @@ class Subscription:
         except ChannelError as exc:
             raise _cut_off(exc) from None
 
-    @strawberry.subscription(description="Each activity added for any user, from now on.")
+    @strawberry.subscription(
+        extensions=[Authorize(ADMIN_ONLY)],
+        description="Each activity added for any user, from now on.",
+    )
     async def activity_feed_added(self, info: Info) -> AsyncGenerator[Activity, None]:
         try:
             async with info.context.channels.feed_events() as stream:

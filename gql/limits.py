@@ -1,0 +1,242 @@
+"""Abuse limits on documents and request bodies.
+
+* :func:`limit_extensions`: schema extensions (as zero-argument factories, so
+  each operation gets fresh instances) for depth, aliases, tokens and cost.
+* :class:`CostLimiter`: a simple cost model. Each selected field costs 1, and
+  a field with a ``first`` argument multiplies the cost of what is selected
+  under it by ``first`` (its literal or variable value, else its default).
+* :class:`BodyLimit`: ASGI middleware refusing HTTP bodies over a size with 413.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLInterfaceType,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationContext,
+    ValidationRule,
+    VariableNode,
+    get_named_type,
+)
+from graphql.language import OperationType as AstOperationType
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+
+from .settings import SecuritySettings
+
+__all__ = ["BodyLimit", "CostLimiter", "limit_extensions", "operation_cost"]
+
+
+def operation_cost(
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: Mapping[str, Any],
+) -> int:
+    """The cost of ``operation``: see the module docstring. Fragment cycles count once."""
+    root = {
+        AstOperationType.QUERY: schema.query_type,
+        AstOperationType.MUTATION: schema.mutation_type,
+        AstOperationType.SUBSCRIPTION: schema.subscription_type,
+    }[operation.operation]
+    defaults = {
+        d.variable.name.value: d.default_value for d in operation.variable_definitions or ()
+    }
+    memo: dict[str, int] = {}
+
+    def first_of(node: FieldNode, field: GraphQLField | None) -> int:
+        if field is None or "first" not in field.args:
+            return 1
+        value: Any = field.args["first"].default_value
+        for argument in node.arguments or ():
+            if argument.name.value != "first":
+                continue
+            literal = argument.value
+            if isinstance(literal, IntValueNode):
+                value = int(literal.value)
+            elif isinstance(literal, VariableNode):
+                name = literal.name.value
+                value = variables.get(name, defaults.get(name))
+                if isinstance(value, IntValueNode):
+                    value = int(value.value)
+        return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 1
+
+    def cost(
+        selections: SelectionSetNode, parent: GraphQLNamedType | None, seen: frozenset[str]
+    ) -> int:
+        total = 0
+        for selection in selections.selections:
+            if isinstance(selection, FieldNode):
+                field = None
+                if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
+                    field = parent.fields.get(selection.name.value)
+                inner = 0
+                if selection.selection_set is not None:
+                    child = get_named_type(field.type) if field is not None else None
+                    inner = cost(selection.selection_set, child, seen)
+                total += 1 + first_of(selection, field) * inner
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                target = schema.get_type(condition.name.value) if condition else parent
+                total += cost(selection.selection_set, target, seen)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = fragments.get(name)
+                if fragment is None or name in seen:
+                    continue
+                if name not in memo:
+                    target = schema.get_type(fragment.type_condition.name.value)
+                    memo[name] = cost(fragment.selection_set, target, seen | {name})
+                total += memo[name]
+        return total
+
+    return cost(operation.selection_set, root, frozenset())
+
+
+def _cost_rule(max_cost: int, variables: Mapping[str, Any]) -> type[ValidationRule]:
+    class CostRule(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            document = context.document
+            fragments = {
+                d.name.value: d
+                for d in document.definitions
+                if isinstance(d, FragmentDefinitionNode)
+            }
+            for definition in document.definitions:
+                if not isinstance(definition, OperationDefinitionNode):
+                    continue
+                total = operation_cost(context.schema, definition, fragments, variables)
+                if total > max_cost:
+                    name = definition.name.value if definition.name else "anonymous"
+                    context.report_error(
+                        GraphQLError(
+                            f"operation '{name}' costs {total}, over the limit of {max_cost}: "
+                            "ask for fewer items (first) or fewer fields",
+                            definition,
+                        )
+                    )
+
+    return CostRule
+
+
+class CostLimiter(SchemaExtension):
+    """Refuses, at validation, an operation whose :func:`operation_cost` exceeds ``max_cost``."""
+
+    def __init__(self, max_cost: int) -> None:
+        self.max_cost = max_cost
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        rule = _cost_rule(self.max_cost, context.variables or {})
+        context.validation_rules = (*context.validation_rules, rule)
+        yield
+
+
+def limit_extensions(settings: SecuritySettings) -> list[Callable[[], SchemaExtension]]:
+    """Factories for the document limits: ``MAX_QUERY_DEPTH``, ``MAX_ALIASES``,
+    ``MAX_TOKENS`` (counted while parsing) and ``MAX_QUERY_COST``."""
+    return [
+        functools.partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
+        functools.partial(QueryDepthLimiter, max_depth=settings.max_query_depth),
+        functools.partial(MaxAliasesLimiter, max_alias_count=settings.max_aliases),
+        functools.partial(CostLimiter, max_cost=settings.max_query_cost),
+    ]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: an HTTP body over ``max_bytes`` gets 413 and a GraphQL-shaped error.
+
+    Checks ``Content-Length`` first, then counts the bytes actually received,
+    so a chunked body cannot slip past.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = self.max_bytes + 1
+                if declared > self.max_bytes:
+                    await self._refuse(send)
+                    return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if started:
+                raise
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "errors": [
+                    {
+                        "message": f"request body exceeds {self.max_bytes} bytes",
+                        "extensions": {"code": "PAYLOAD_TOO_LARGE"},
+                    }
+                ]
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
