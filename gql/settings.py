@@ -13,7 +13,7 @@ HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
-# RFC 7518 section 3.2: an HMAC key must be at least as long as the hash output (256 bits).
+# Static API keys: at least 256 bits of a random string.
 MIN_SECRET_LENGTH = 32
 
 
@@ -32,7 +32,7 @@ class SecuritySettings(BaseSettings):
         description="production: no introspection, suggestions or GraphiQL; masked errors.",
     )
     jwt_secret: SecretStr | None = Field(
-        None, description="Shared HMAC secret of the main app's tokens (at least 32 characters)."
+        None, description="Shared HMAC secret of the main app's tokens (32+ bytes for HS256)."
     )
     jwt_algorithm: str = Field("HS256", description="The one HMAC algorithm JWT_SECRET signs.")
     jwt_jwks_url: str | None = Field(
@@ -77,12 +77,18 @@ class SecuritySettings(BaseSettings):
             raise ValueError(f"JWT_ALGORITHM must be one of {sorted(HMAC_ALGORITHMS)}")
         if self.jwt_jwks_algorithm not in ASYMMETRIC_ALGORITHMS:
             raise ValueError(f"JWT_JWKS_ALGORITHM must be one of {sorted(ASYMMETRIC_ALGORITHMS)}")
+        # RFC 7518 section 3.2: at least as long as the hash output (32, 48 or 64 bytes).
+        min_secret = int(self.jwt_algorithm[2:]) // 8
         if self.jwt_secret is not None and (
-            len(self.jwt_secret.get_secret_value()) < MIN_SECRET_LENGTH
+            len(self.jwt_secret.get_secret_value().encode()) < min_secret
         ):
-            raise ValueError(f"JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters")
+            raise ValueError(
+                f"JWT_SECRET must be at least {min_secret} bytes for {self.jwt_algorithm}"
+            )
         if any(len(key.get_secret_value()) < MIN_SECRET_LENGTH for key in self.service_api_keys):
             raise ValueError(f"each SERVICE_API_KEYS entry must be {MIN_SECRET_LENGTH}+ characters")
+        if self.jwt_jwks_url is not None and not self.jwt_jwks_url.startswith("https://"):
+            raise ValueError("JWT_JWKS_URL must be an https:// URL")
         if self.production and not self.auth_enabled:
             raise ValueError(
                 "ENV=production needs authentication: set JWT_SECRET, JWT_JWKS_URL "
