@@ -77,9 +77,10 @@ def operation_cost(
                 value = int(literal.value)
             elif isinstance(literal, VariableNode):
                 name = literal.name.value
-                value = variables.get(name, defaults.get(name))
-                if isinstance(value, IntValueNode):
-                    value = int(value.value)
+                if name in variables:
+                    value = variables[name]
+                elif isinstance(defaults.get(name), IntValueNode):
+                    value = int(defaults[name].value)  # type: ignore[union-attr]
         return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 1
 
     def cost(
