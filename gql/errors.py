@@ -85,6 +85,10 @@ def _classify(error: GraphQLError) -> str:
     if error.path is None and error.message.startswith("Variable '$"):
         # Variable coercion failures (spec 6.1.2): wrong type, bad scalar value, missing.
         return BAD_USER_INPUT
+    if error.path is None and error.nodes and not isinstance(original, GraphQLError):
+        # Points into the document before execution: a literal that a scalar refused
+        # while validating (ValuesOfCorrectTypeRule keeps the scalar's ValueError).
+        return PARSE_FAILED if error.message.startswith("Syntax Error") else VALIDATION_FAILED
     if original is not None:
         return INTERNAL_SERVER_ERROR
     if error.message.startswith("Syntax Error"):
