@@ -5,6 +5,8 @@
 * ``BAD_USER_INPUT``: a variable or argument value is invalid (spec section 6.1.2,
   CoerceVariableValues; or a limit of this API). ``extensions.field`` names the
   argument path, e.g. ``input.description``.
+* ``BAD_REQUEST``: no query, an unknown ``operationName``, or an operation
+  type the transport does not carry (e.g. a query over legacy graphql-ws).
 * ``UNAUTHENTICATED``: the field needs credentials and none were sent.
 * ``FORBIDDEN``: the credentials do not allow this field or this userId
   (:mod:`gql.permissions`).
@@ -23,7 +25,9 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from graphql import GraphQLError
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import StreamExecutionResult
 from strawberry.utils.str_converters import to_camel_case
 
@@ -32,6 +36,7 @@ from db import InvalidInput
 from .cursors import InvalidCursor
 
 __all__ = [
+    "BAD_REQUEST",
     "BAD_USER_INPUT",
     "FORBIDDEN",
     "INTERNAL_SERVER_ERROR",
@@ -47,6 +52,7 @@ PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 UNAUTHENTICATED = "UNAUTHENTICATED"
+BAD_REQUEST = "BAD_REQUEST"
 FORBIDDEN = "FORBIDDEN"
 INTERNAL_ERROR_MESSAGE = "Internal error"
 
@@ -76,6 +82,9 @@ def user_input(prefix: str = "") -> Iterator[None]:
         raise BadUserInput("after", str(exc)) from None
 
 
+_REQUEST_ERRORS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
+
+
 def _classify(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, GraphQLError) and original.extensions:
@@ -89,6 +98,10 @@ def _classify(error: GraphQLError) -> str:
         # Points into the document before execution: a literal that a scalar refused
         # while validating (ValuesOfCorrectTypeRule keeps the scalar's ValueError).
         return PARSE_FAILED if error.message.startswith("Syntax Error") else VALIDATION_FAILED
+    if isinstance(original, _REQUEST_ERRORS):
+        # No query, an unknown operationName, or an operation type the transport refuses
+        # (HTTP answers these with 400; over WebSocket they are the operation's error).
+        return BAD_REQUEST
     if original is not None:
         return INTERNAL_SERVER_ERROR
     if error.message.startswith("Syntax Error"):

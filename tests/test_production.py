@@ -167,3 +167,15 @@ def test_serve_refuses_a_public_host_in_dev_mode(
 )
 def test_loopback_hosts(host: str, loopback: bool) -> None:
     assert _is_loopback(host) is loopback
+
+
+async def test_an_empty_query_over_websocket_is_a_bad_request(app: FastAPI) -> None:
+    # Found by tests/test_fuzz.py: it used to be an INTERNAL_SERVER_ERROR.
+    async with websocket(app, TRANSPORT_WS) as ws:
+        proto = Protocol(ws, TRANSPORT_WS)
+        await proto.init({"authorization": f"Bearer {ADMIN}"})
+        await proto.subscribe("empty", "", {})
+        message = await proto.receive()
+        assert message["type"] == "error", message
+        assert message["payload"][0]["extensions"]["code"] == "BAD_REQUEST", message
+        assert "missing" in message["payload"][0]["message"]
