@@ -1,6 +1,8 @@
 """The /graphql endpoint: Strawberry's FastAPI router with authentication and limits.
 
-* HTTP: GET may run queries, never mutations (405 with ``Allow: POST``).
+* HTTP: GET may run queries, never mutations (405 with ``Allow: POST``); POST runs
+  queries and mutations; subscriptions are refused (400) as they need a socket.
+  A body that is not a JSON object or array gets 400.
 * WebSocket: ``connection_init`` must carry ``{"authorization": "Bearer <token>"}``
   unless the service runs in dev mode; otherwise the socket closes with 4403.
   Cross-origin handshakes are refused (HTTP 403) unless the origin is in
@@ -17,11 +19,12 @@ import strawberry
 from cross_web import HTTPException as StrawberryHTTPException
 from fastapi import HTTPException
 from starlette.requests import Request
-from strawberry.exceptions import ConnectionRejectionError
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLRequestData
-from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -59,6 +62,16 @@ class Router(GraphQLRouter[Context, None]):
         no_payload: UnsetType = UNSET
         return no_payload
 
+    def parse_json(self, data: str | bytes) -> Any:
+        """Decode a request body or a GET parameter; 400 unless it is a JSON object or array."""
+        try:
+            value = self.decode_json(data)
+        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError
+            raise StrawberryHTTPException(400, "Unable to parse request body as JSON") from None
+        if not isinstance(value, dict | list):
+            raise StrawberryHTTPException(400, "The request body must be a JSON object")
+        return value
+
     async def execute_single(
         self,
         request: Request,
@@ -67,27 +80,37 @@ class Router(GraphQLRouter[Context, None]):
         context: Context,
         root_value: None,
         request_data: GraphQLRequestData,
-    ) -> Any:
+    ) -> ExecutionResult:
+        """Run one operation: queries by GET or POST, mutations by POST, subscriptions never
+        (they are served over WebSocket only)."""
+        method = request_adapter.method
+        allowed = {OperationType.QUERY} if method == "GET" else _HTTP_POST_OPERATIONS
         try:
-            return await super().execute_single(
-                request=request,
-                request_adapter=request_adapter,
-                sub_response=sub_response,
-                context=context,
+            return await self.schema.execute(
+                request_data.query,
                 root_value=root_value,
-                request_data=request_data,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
             )
-        except StrawberryHTTPException as exc:
-            cause = exc.__cause__
-            if (
-                request_adapter.method == "GET"
-                and isinstance(cause, InvalidOperationTypeError)
-                and cause.operation_type is OperationType.MUTATION
-            ):
+        except InvalidOperationTypeError as exc:
+            if method == "GET" and exc.operation_type is OperationType.MUTATION:
                 raise HTTPException(
                     405, "mutations are not allowed over GET; use POST", headers={"Allow": "POST"}
                 ) from None
-            raise
+            reason = exc.as_http_error_reason(method)
+            if exc.operation_type is OperationType.SUBSCRIPTION:
+                reason += "; subscribe over WebSocket (graphql-transport-ws)"
+            raise StrawberryHTTPException(400, reason) from None
+        except CannotGetOperationTypeError as exc:
+            raise StrawberryHTTPException(400, exc.as_http_error_reason()) from None
+        except MissingQueryError:
+            raise StrawberryHTTPException(400, "No GraphQL query found in the request") from None
+
+
+_HTTP_POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 
 
 def create_router(settings: Settings, schema: strawberry.Schema) -> Router:

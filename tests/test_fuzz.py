@@ -4,8 +4,8 @@ Runs against a production-mode app with authentication on, as four callers
 (admin, a user, a service API key, nobody). Passes only with no server error:
 no 5xx, no ``INTERNAL_SERVER_ERROR`` (masked or not), every error carrying a
 code, and no request hanging past its timeout. ``FUZZ_EXAMPLES`` sets the
-number of examples (default 1,000 operations and 150 frame sequences per
-WebSocket subprotocol, about 20 s together). The count bounds the run in CI; a
+number of examples (default 1,000 operations, 300 raw bodies and 150 frame
+sequences per WebSocket subprotocol: about 25 s together). The count bounds the run in CI; a
 10 s timeout on every request bounds each example.
 """
 
@@ -129,6 +129,35 @@ async def test_generated_operations_never_cause_a_server_error(
         return
     assert response.headers["content-type"].startswith("application/json"), response.text
     _check_body(response.status_code, response.json(), document)
+
+
+_bodies = st.one_of(
+    _json.map(json.dumps),
+    st.fixed_dictionaries(
+        {"query": st.one_of(_operations, st.text(max_size=40), _json)},
+        optional={"variables": _json, "operationName": _json, "extensions": _json},
+    ).map(json.dumps),
+    st.binary(max_size=64).map(lambda b: b.decode("latin-1")),
+)
+
+
+@fuzzing(
+    max_examples=max(EXAMPLES * 3 // 10, 10),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=_bodies, caller=st.sampled_from(sorted(CALLERS)))
+async def test_arbitrary_http_bodies_never_cause_a_server_error(
+    client: httpx.AsyncClient, body: str, caller: str
+) -> None:
+    headers = {**CALLERS[caller], "content-type": "application/json"}
+    request = client.post(
+        "/graphql", content=body.encode("utf-8", "surrogatepass"), headers=headers
+    )
+    response = await asyncio.wait_for(request, TIMEOUT)
+    assert response.status_code < 500, (response.status_code, response.text, body)
+    if response.headers["content-type"].startswith("application/json"):
+        _check_body(response.status_code, response.json(), body)
 
 
 _MESSAGE_TYPES = {

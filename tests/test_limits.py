@@ -204,3 +204,26 @@ async def test_bodies_over_256_kib_get_413(client: httpx.AsyncClient) -> None:
     assert response.status_code == 413
     small = await client.post("/graphql", json={"query": "{ __typename }" + " " * 200_000})
     assert small.status_code == 200
+
+
+async def test_subscriptions_over_http_are_refused(client: httpx.AsyncClient) -> None:
+    subscription = "subscription { activityFeedAdded { id } }"
+    post = await client.post("/graphql", json={"query": subscription})
+    get = await client.get("/graphql", params={"query": subscription})
+    for response in (post, get):
+        assert response.status_code == 400, response.text
+        assert "WebSocket" in response.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'"query"', b"42", b"null", b"[1, 2", b"\xff\xfe{}", b"[" * 100_000 + b"]" * 100_000],
+    ids=["string", "number", "null", "truncated", "not-utf8", "deeply-nested"],
+)
+async def test_bodies_that_are_not_json_objects_get_400(
+    client: httpx.AsyncClient, body: bytes
+) -> None:
+    response = await client.post(
+        "/graphql", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
