@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 __all__ = ["main"]
 
 
@@ -105,7 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args = _parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except ValidationError as exc:
+        reasons = "\n".join(f"  {error['msg']}" for error in exc.errors())
+        print(f"invalid settings (environment variables):\n{reasons}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

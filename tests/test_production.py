@@ -179,3 +179,11 @@ async def test_an_empty_query_over_websocket_is_a_bad_request(app: FastAPI) -> N
         assert message["type"] == "error", message
         assert message["payload"][0]["extensions"]["code"] == "BAD_REQUEST", message
         assert "missing" in message["payload"][0]["message"]
+
+
+def test_serve_explains_unsafe_settings(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENV", "production")
+    assert main(["serve"]) == 2
+    assert "ENV=production needs authentication: set JWT_SECRET" in capsys.readouterr().err
