@@ -216,3 +216,12 @@ def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.production
     assert settings.service_api_keys[0].get_secret_value() == API_KEY
     assert SECRET not in repr(settings)
+
+
+async def test_without_a_configured_audience_tokens_with_aud_are_refused(
+    settings: Settings,
+) -> None:
+    authenticator = Authenticator(secure(settings, jwt_audience=None, jwt_issuer=None))
+    assert "audience" in await _refused(authenticator, token("u1"))
+    principal = await authenticator.authenticate(f"Bearer {token('u1', aud=None)}")
+    assert principal is not None
