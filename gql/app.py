@@ -91,7 +91,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "DEV MODE: no JWT_SECRET, JWT_JWKS_URL or SERVICE_API_KEYS is set, so every "
             "client is an admin. Serve on loopback only; set JWT_SECRET for anything else."
         )
-    elif settings.production and (settings.jwt_audience is None or settings.jwt_issuer is None):
+    elif (
+        settings.production
+        and (settings.jwt_secret or settings.jwt_jwks_url)
+        and (settings.jwt_audience is None or settings.jwt_issuer is None)
+    ):
         logger.warning(
             "JWT_AUDIENCE or JWT_ISSUER is not set: tokens the same key signed for another "
             "audience or by another issuer would be accepted"
