@@ -84,11 +84,12 @@ async def add(
     check_type(type)
     check_description(description)
     metadata = check_metadata({} if metadata is None else metadata)
-    now = utcnow()
     if timestamp is not None:
         check_aware(timestamp, field="timestamp")
     if seq is None:
         seq = await outbox.next_seq(session, user_id=user_id)
+    # Stamped after the sequence lock, so that stamps follow sequence order.
+    now = utcnow()
     activity = Activity(
         user_id=user_id,
         seq=seq,

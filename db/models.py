@@ -149,6 +149,8 @@ class UserStatus(Base):
     alert_triggered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # +1 on every write; starts at 1.
     version: Mapped[int] = mapped_column(BigInteger)
+    # Position of this status's last change in the user's change stream.
+    seq: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -17,6 +17,7 @@ from .models import Activity, OutboxEntry, OutboxKind, UserSequence, UserStatus,
 
 __all__ = [
     "activity_payload",
+    "after",
     "append",
     "backlog",
     "get",
@@ -27,6 +28,7 @@ __all__ = [
     "pending_heads",
     "prune",
     "status_payload",
+    "stream_bounds",
     "written",
 ]
 
@@ -167,6 +169,7 @@ def status_payload(status: UserStatus) -> dict[str, Any]:
         "alert_level": status.alert_level.value,
         "alert_triggered_at": _iso(status.alert_triggered_at),
         "version": status.version,
+        "seq": status.seq,
         "updated_at": _iso(status.updated_at),
     }
 
@@ -201,3 +204,37 @@ def _aware(value: datetime) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def after(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    seq: int,
+    kinds: Sequence[OutboxKind] | None = None,
+    limit: int = 1000,
+) -> Sequence[OutboxEntry]:
+    """Committed entries of ``user_id`` with a sequence number above ``seq``, in order.
+
+    Published or not: replay serves what is committed, and live delivery
+    skips what replay already served.
+    """
+    stmt = select(OutboxEntry).where(OutboxEntry.user_id == user_id, OutboxEntry.seq > seq)
+    if kinds is not None:
+        stmt = stmt.where(OutboxEntry.kind.in_(list(kinds)))
+    return (await session.scalars(stmt.order_by(OutboxEntry.seq).limit(limit))).all()
+
+
+async def stream_bounds(session: AsyncSession, *, user_id: str) -> tuple[int, int | None]:
+    """``(last_seq, first_retained_seq)`` of a user's stream.
+
+    ``last_seq`` is 0 for a user with no change; ``first_retained_seq`` is the
+    lowest sequence number still in the outbox, ``None`` when all are pruned.
+    """
+    last = await session.scalar(
+        select(UserSequence.last_seq).where(UserSequence.user_id == user_id)
+    )
+    first = await session.scalar(
+        select(func.min(OutboxEntry.seq)).where(OutboxEntry.user_id == user_id)
+    )
+    return int(last or 0), None if first is None else int(first)

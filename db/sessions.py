@@ -27,6 +27,12 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         kwargs.setdefault("connect_args", {}).setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+        # SQLite has one writer at a time. Contending connections wait in
+        # SQLite's busy handler, which sleeps in growing steps (up to 100 ms);
+        # queueing for the one pooled connection instead costs nothing.
+        kwargs.setdefault("pool_size", 1)
+        kwargs.setdefault("max_overflow", 0)
+        kwargs.setdefault("pool_timeout", 60)
         engine = _create_async_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine

@@ -66,6 +66,7 @@ async def update(
     checked = _check_changes(changes)
     if seq is None:
         seq = await outbox.next_seq(session, user_id=user_id)
+    # Stamped after the sequence lock, so that stamps follow sequence order.
     now = utcnow()
     values: dict[str, Any] = {
         "user_id": user_id,
@@ -75,12 +76,13 @@ async def update(
         "alert_triggered_at": None,
         **checked,
         "version": 1,
+        "seq": seq,
         "updated_at": now,
     }
     stmt = insert_for(session, UserStatus).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=[UserStatus.user_id],
-        set_={**checked, "version": UserStatus.version + 1, "updated_at": now},
+        set_={**checked, "version": UserStatus.version + 1, "seq": seq, "updated_at": now},
     ).returning(UserStatus)
     status: UserStatus = (
         await session.scalars(stmt, execution_options={"populate_existing": True})

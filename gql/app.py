@@ -8,14 +8,18 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from sqlalchemy import text
 
 from db import create_engine, create_session_factory
 from sync import Broadcast, Channels, Reader, Relay, create_store
+from sync.metrics import RelayMetrics
 
 from .auth import AuthenticationError, Authenticator
 from .context import Services
+from .graphiql import ASSETS_DIR, ASSETS_PATH
 from .limits import BodyLimit
 from .router import create_router
 from .schema import create_schema
@@ -26,7 +30,7 @@ __all__ = ["create_app"]
 logger = logging.getLogger(__name__)
 
 
-def _lifespan(settings: Settings) -> Any:
+def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
@@ -42,6 +46,7 @@ def _lifespan(settings: Settings) -> Any:
                 channels = Channels(broadcast, sessions=sessions)
                 relay = await stack.enter_async_context(
                     Relay(
+                        metrics=RelayMetrics(registry),
                         sessions=sessions,
                         store=store,
                         channels=channels,
@@ -100,10 +105,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "JWT_AUDIENCE or JWT_ISSUER is not set: tokens the same key signed for another "
             "audience or by another issuer would be accepted"
         )
-    app = FastAPI(title="checkin-realtime", lifespan=_lifespan(settings))
+    registry = CollectorRegistry()
+    app = FastAPI(title="checkin-realtime", lifespan=_lifespan(settings, registry))
+    app.state.metrics = ServiceMetrics(registry)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(AuthenticationError, _unauthenticated)
     app.include_router(create_router(settings, create_schema(settings)), prefix="/graphql")
+    if settings.graphiql and not settings.production:
+        app.mount(
+            ASSETS_PATH.rstrip("/"), StaticFiles(directory=ASSETS_DIR), name="graphiql-assets"
+        )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -121,6 +132,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ready = all(checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        services: Services = request.app.state.services
+        await request.app.state.metrics.refresh(services)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
     return app
 
 
@@ -131,6 +148,43 @@ async def _unauthenticated(request: Request, exc: Exception) -> JSONResponse:
         status_code=401,
         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
     )
+
+
+class ServiceMetrics:
+    """Gauges read at scrape time: outbox backlog, broker state, subscriptions."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.backlog = Gauge(
+            "checkin_outbox_backlog", "Outbox entries not yet published.", registry=registry
+        )
+        self.oldest = Gauge(
+            "checkin_outbox_oldest_pending_seconds",
+            "Age of the oldest unpublished outbox entry, in seconds (0 when none).",
+            registry=registry,
+        )
+        self.broker_up = Gauge(
+            "checkin_broker_connected", "1 while the broker connection is up.", registry=registry
+        )
+        self.channels = Gauge(
+            "checkin_broadcast_channels",
+            "Channels with at least one local subscriber.",
+            registry=registry,
+        )
+        self.subscribers = Gauge(
+            "checkin_broadcast_subscribers", "Local channel subscribers.", registry=registry
+        )
+
+    async def refresh(self, services: Services) -> None:
+        try:
+            count, oldest = await services.relay.backlog()
+        except Exception as exc:
+            logger.warning("metrics: outbox backlog query failed: %r", exc)
+        else:
+            self.backlog.set(count)
+            self.oldest.set(oldest)
+        self.broker_up.set(1 if services.broadcast.healthy else 0)
+        self.channels.set(services.broadcast.channels)
+        self.subscribers.set(services.broadcast.subscribers)
 
 
 async def _database_ok(services: Services) -> bool:

@@ -64,6 +64,45 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resync(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from db import create_engine, create_session_factory
+    from sync import create_store
+    from sync.resync import resync
+
+    from .settings import get_settings
+
+    settings = get_settings()
+    store = create_store(settings.realtime_url, window=settings.store_window)
+    if store is None:
+        print("REALTIME_URL is empty: there is no store to rebuild", file=sys.stderr)
+        return 2
+    if settings.realtime_url.startswith("memory:"):
+        print(
+            "REALTIME_URL is memory://: the store lives inside each server process "
+            "and is rebuilt from the database on demand; nothing to do",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def run() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            async with store:
+                return await resync(
+                    sessions=create_session_factory(engine),
+                    store=store,
+                    user_ids=args.user or None,
+                )
+        finally:
+            await engine.dispose()
+
+    count = asyncio.run(run())
+    print(f"resynced {count} users")
+    return 0
+
+
 def _export_schema(args: argparse.Namespace) -> int:
     from .schema import schema_sdl
 
@@ -94,6 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="migrate the database (default: to head)")
     migrate.add_argument("revision", nargs="?", default="head")
     migrate.set_defaults(run=_migrate)
+
+    resync = commands.add_parser(
+        "resync", help="rebuild the realtime store (REALTIME_URL) from the database"
+    )
+    resync.add_argument("--user", action="append", metavar="ID", help="only this user (repeatable)")
+    resync.set_defaults(run=_resync)
 
     export = commands.add_parser("export-schema", help="write the schema SDL")
     export.add_argument("-o", "--output", default="schema.graphql", help="file, or - for stdout")

@@ -11,8 +11,9 @@
 * ``FORBIDDEN``: the credentials do not allow this field or this userId
   (:mod:`gql.permissions`).
 * ``INTERNAL_SERVER_ERROR``: anything else. In production (``ENV=production``)
-  its message is replaced by ``Internal error`` and ``extensions.correlationId``
-  names the log line that holds the real message and stack trace.
+  :func:`mask_internal` replaces its message with ``Internal error`` and adds
+  ``extensions.correlationId``, the id of the log line holding the real message
+  and stack trace.
 """
 
 from __future__ import annotations
@@ -22,13 +23,11 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any
 
 from graphql import GraphQLError
 from strawberry.exceptions import MissingQueryError
-from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types import StreamExecutionResult
 from strawberry.utils.str_converters import to_camel_case
 
 from db import InvalidInput
@@ -42,8 +41,8 @@ __all__ = [
     "INTERNAL_SERVER_ERROR",
     "UNAUTHENTICATED",
     "BadUserInput",
-    "ErrorCodes",
-    "MaskedErrorCodes",
+    "add_codes",
+    "mask_internal",
     "user_input",
 ]
 
@@ -52,8 +51,8 @@ PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 UNAUTHENTICATED = "UNAUTHENTICATED"
-BAD_REQUEST = "BAD_REQUEST"
 FORBIDDEN = "FORBIDDEN"
+BAD_REQUEST = "BAD_REQUEST"
 INTERNAL_ERROR_MESSAGE = "Internal error"
 
 logger = logging.getLogger(__name__)
@@ -132,7 +131,30 @@ def _with_code(errors: list[GraphQLError]) -> None:
             error.extensions = extensions
 
 
+def add_codes(errors: list[GraphQLError]) -> list[GraphQLError]:
+    """Give every error an ``extensions.code``; return those that are internal errors."""
+    _with_code(errors)
+    return [e for e in errors if (e.extensions or {}).get("code") == INTERNAL_SERVER_ERROR]
+
+
 _SUGGESTION = re.compile(r"\s*Did you mean .*\?$", re.DOTALL)
+
+
+def mask_internal(errors: list[GraphQLError]) -> None:
+    """Production: replace internal errors in place and drop "Did you mean" suggestions.
+
+    Call after :func:`add_codes`. An ``INTERNAL_SERVER_ERROR`` becomes
+    ``Internal error`` with ``extensions.correlationId``; its message and stack
+    trace are logged at ERROR under that id. Every other message is kept, minus
+    suggestions, which would list the schema's names with introspection off.
+    """
+    for index, error in enumerate(errors):
+        extensions = error.extensions or {}
+        if extensions.get("code") == INTERNAL_SERVER_ERROR:
+            if "correlationId" not in extensions:
+                errors[index] = _masked(error)
+        elif "Did you mean" in error.message:
+            error.message = _SUGGESTION.sub("", error.message)
 
 
 def _masked(error: GraphQLError) -> GraphQLError:
@@ -151,53 +173,3 @@ def _masked(error: GraphQLError) -> GraphQLError:
         path=error.path,
         extensions={"code": INTERNAL_SERVER_ERROR, "correlationId": correlation_id},
     )
-
-
-class ErrorCodes(SchemaExtension):
-    """Adds ``extensions.code`` to every error of a result that lacks one.
-
-    Runs on every result, including each event of a subscription.
-    """
-
-    mask: ClassVar[bool] = False
-
-    def _process(self, errors: list[GraphQLError]) -> None:
-        _with_code(errors)
-        if not self.mask:
-            return
-        for index, error in enumerate(errors):
-            extensions = error.extensions or {}
-            if extensions.get("code") == INTERNAL_SERVER_ERROR:
-                if "correlationId" not in extensions:
-                    errors[index] = _masked(error)
-            elif "Did you mean" in error.message:
-                # Suggestions would list the schema's names, introspection or not.
-                error.message = _SUGGESTION.sub("", error.message)
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if errors:
-            self._process(errors)
-        if self.execution_context.pre_execution_errors:
-            self._process(self.execution_context.pre_execution_errors)
-
-    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
-        errors = getattr(result, "errors", None)
-        if errors:
-            self._process(errors)
-        yield
-
-
-class MaskedErrorCodes(ErrorCodes):
-    """:class:`ErrorCodes` for production: internal messages are replaced and logged.
-
-    ``INTERNAL_SERVER_ERROR`` messages become ``Internal error`` with
-    ``extensions.correlationId``; the original message and stack trace are
-    logged at ERROR under that id. Parse, validation (minus "Did you mean"
-    suggestions), ``BAD_USER_INPUT``, ``UNAUTHENTICATED`` and ``FORBIDDEN``
-    messages are kept.
-    """
-
-    mask = True

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -29,14 +30,13 @@ from graphql import (
     IntValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
-    ValidationContext,
-    ValidationRule,
     VariableNode,
     get_named_type,
 )
 from graphql.language import OperationType as AstOperationType
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     QueryDepthLimiter,
@@ -115,53 +115,62 @@ def operation_cost(
     return cost(operation.selection_set, root, frozenset())
 
 
-def _cost_rule(max_cost: int, variables: Mapping[str, Any]) -> type[ValidationRule]:
-    class CostRule(ValidationRule):
-        def __init__(self, context: ValidationContext) -> None:
-            super().__init__(context)
-            document = context.document
-            fragments = {
-                d.name.value: d
-                for d in document.definitions
-                if isinstance(d, FragmentDefinitionNode)
-            }
-            for definition in document.definitions:
-                if not isinstance(definition, OperationDefinitionNode):
-                    continue
-                total = operation_cost(context.schema, definition, fragments, variables)
-                if total > max_cost:
-                    name = definition.name.value if definition.name else "anonymous"
-                    context.report_error(
-                        GraphQLError(
-                            f"operation '{name}' costs {total}, over the limit of {max_cost}: "
-                            "ask for fewer items (first) or fewer fields",
-                            definition,
-                        )
-                    )
-
-    return CostRule
-
-
 class CostLimiter(SchemaExtension):
-    """Refuses, at validation, an operation whose :func:`operation_cost` exceeds ``max_cost``."""
+    """Refuses an operation whose :func:`operation_cost` exceeds ``max_cost``.
+
+    The cost depends on variable values, so it is not a validation rule (the
+    validation cache keys on the document alone); it runs as validation starts,
+    after the document is parsed, and adds its error to the validation errors.
+    """
 
     def __init__(self, max_cost: int) -> None:
         self.max_cost = max_cost
 
-    def on_operation(self) -> Iterator[None]:
+    def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        rule = _cost_rule(self.max_cost, context.variables or {})
-        context.validation_rules = (*context.validation_rules, rule)
+        document = context.graphql_document
+        if document is not None:
+            error = self._check(context.schema._schema, document, context.variables or {})
+            if error is not None:
+                # A new list: the cached validation result must not be changed.
+                context.pre_execution_errors = [*(context.pre_execution_errors or ()), error]
         yield
+
+    def _check(
+        self, schema: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any]
+    ) -> GraphQLError | None:
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        for definition in document.definitions:
+            if not isinstance(definition, OperationDefinitionNode):
+                continue
+            total = operation_cost(schema, definition, fragments, variables)
+            if total > self.max_cost:
+                name = definition.name.value if definition.name else "anonymous"
+                return GraphQLError(
+                    f"operation '{name}' costs {total}, over the limit of {self.max_cost}: "
+                    "ask for fewer items (first) or fewer fields",
+                    definition,
+                )
+        return None
 
 
 def limit_extensions(settings: SecuritySettings) -> list[Callable[[], SchemaExtension]]:
-    """Factories for the document limits: ``MAX_QUERY_DEPTH``, ``MAX_ALIASES``,
-    ``MAX_TOKENS`` (counted while parsing) and ``MAX_QUERY_COST``."""
+    """Factories for the document limits: ``MAX_TOKENS`` (counted while parsing),
+    ``MAX_QUERY_DEPTH`` and ``MAX_ALIASES`` (validation rules) and ``MAX_QUERY_COST``.
+
+    The validation rule classes are built here once, so the validation cache,
+    which keys on them, keeps hitting across operations. List these after a
+    ``ValidationCache`` so that the cost error joins the cached validation result.
+    """
+    rules = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
+    ]
     return [
         functools.partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
-        functools.partial(QueryDepthLimiter, max_depth=settings.max_query_depth),
-        functools.partial(MaxAliasesLimiter, max_alias_count=settings.max_aliases),
+        functools.partial(AddValidationRules, rules),
         functools.partial(CostLimiter, max_cost=settings.max_query_cost),
     ]
 

@@ -20,7 +20,6 @@ from cross_web import HTTPException as StrawberryHTTPException
 from fastapi import HTTPException
 from starlette.requests import Request
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
-from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLRequestData
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
@@ -30,14 +29,15 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from .auth import AuthenticationError
 from .context import Context, get_context
+from .graphiql import GraphiQLRouter
 from .settings import Settings
 from .websockets import GraphQLTransportWSHandler, LegacyGraphQLWSHandler, LimitedWebSocketAdapter
 
 __all__ = ["Router", "create_router"]
 
 
-class Router(GraphQLRouter[Context, None]):
-    """GraphQLRouter with the checks above. Build it with :func:`create_router`."""
+class Router(GraphiQLRouter):
+    """The GraphiQL-serving router with the checks above. Build it with :func:`create_router`."""
 
     graphql_transport_ws_handler_class = GraphQLTransportWSHandler
     graphql_ws_handler_class = LegacyGraphQLWSHandler

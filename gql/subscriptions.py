@@ -2,26 +2,40 @@
 
 Every subscription listens before it reads, so nothing committed between the
 read and the first live event is missed, and events are deduplicated by
-sequence number or status version at the seam.
+sequence number at the seam.
 
-When a subscription is cut off (its client read too slowly, or the broker
-connection was lost) it ends with an error whose ``extensions.code`` is
-``SUBSCRIBER_OVERFLOW`` or ``BROKER_DISCONNECTED``; the client re-subscribes.
+Resuming: ``activityAdded`` and ``userStatusChanged`` take ``after``, the
+``seq`` of the last item the client received. The server replays every
+change after it from the database, then goes live.
+
+A subscription that cannot go on ends with an error whose ``extensions`` say
+why and where to resume:
+
+* ``SUBSCRIBER_OVERFLOW``: the client read too slowly (more than
+  ``SUBSCRIBER_QUEUE`` events behind). ``extensions.after`` is the last
+  ``seq`` delivered: subscribe again with it.
+* ``BROKER_DISCONNECTED``: the broker connection was lost. Same remedy.
+* ``CURSOR_EXPIRED``: ``after`` is older than the outbox retains. Subscribe
+  again without ``after`` (``userStatusChanged`` then starts with a fresh
+  snapshot) and reload the feed with ``recentActivities``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
 
 from db import OutboxKind
 from db.validation import check_user_id
-from sync import ChannelDisconnected, ChannelError, SubscriberOverflow
+from sync import ChannelDisconnected, ChannelError, EventStream, SubscriberOverflow
+from sync.channels import CursorExpired
 
 from .context import Context
-from .errors import user_input
+from .errors import BadUserInput, user_input
 from .permissions import ADMIN_ONLY, OWN_USER, Authorize
 from .types import Activity, UserStatus
 
@@ -29,62 +43,84 @@ __all__ = ["Subscription"]
 
 Info = strawberry.Info[Context, None]
 
-_ACTIVITY = frozenset({OutboxKind.ACTIVITY})
-_STATUS = frozenset({OutboxKind.STATUS})
+AFTER_DESCRIPTION = (
+    "Resume after this seq (the last one received): changes after it are replayed "
+    "from the database first. Omit to start from now."
+)
 
 
-def _cut_off(exc: ChannelError) -> GraphQLError:
-    if isinstance(exc, SubscriberOverflow):
-        code = "SUBSCRIBER_OVERFLOW"
-    elif isinstance(exc, ChannelDisconnected):
-        code = "BROKER_DISCONNECTED"
+def _ended(exc: Exception, after: int | None) -> GraphQLError:
+    extensions: dict[str, Any]
+    if isinstance(exc, CursorExpired):
+        extensions = {"code": "CURSOR_EXPIRED", "lastSeq": exc.last_seq}
+        message = f"{exc}; subscribe again without `after` for a fresh snapshot"
     else:
-        code = "SUBSCRIPTION_ENDED"
-    return GraphQLError(f"subscription ended: {exc}; subscribe again", extensions={"code": code})
+        if isinstance(exc, SubscriberOverflow):
+            code = "SUBSCRIBER_OVERFLOW"
+        elif isinstance(exc, ChannelDisconnected):
+            code = "BROKER_DISCONNECTED"
+        else:
+            code = "SUBSCRIPTION_ENDED"
+        extensions = {"code": code, "after": after}
+        message = f"subscription ended: {exc}; subscribe again with after: {after}"
+    return GraphQLError(message, extensions=extensions)
+
+
+@asynccontextmanager
+async def _stream(
+    info: Info, user_id: str, kind: OutboxKind, after: int | None
+) -> AsyncIterator[EventStream]:
+    with user_input():
+        check_user_id(user_id)
+    if after is not None and after < 0:
+        raise BadUserInput("after", f"must be >= 0 (got {after})")
+    stream: EventStream | None = None
+    try:
+        async with info.context.channels.user_events(user_id, kind, after=after) as stream:
+            yield stream
+    except (ChannelError, CursorExpired) as exc:
+        raise _ended(exc, stream.last_seq if stream is not None else after) from None
 
 
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
         extensions=[Authorize(OWN_USER)],
-        description="Each activity added for the user, from now on.",
+        description="Each activity added for the user, in seq order.",
     )
-    async def activity_added(self, info: Info, user_id: str) -> AsyncGenerator[Activity, None]:
-        with user_input():
-            check_user_id(user_id)
-        try:
-            async with info.context.channels.user_events(user_id, kinds=_ACTIVITY) as stream:
-                async for event in stream:
-                    assert event.payload is not None
-                    yield Activity.from_payload(event.payload)
-        except ChannelError as exc:
-            raise _cut_off(exc) from None
+    async def activity_added(
+        self,
+        info: Info,
+        user_id: str,
+        after: Annotated[int | None, strawberry.argument(description=AFTER_DESCRIPTION)] = None,
+    ) -> AsyncGenerator[Activity, None]:
+        async with _stream(info, user_id, OutboxKind.ACTIVITY, after) as stream:
+            async for event in stream:
+                assert event.payload is not None
+                yield Activity.from_payload(event.payload)
 
     @strawberry.subscription(
         extensions=[Authorize(OWN_USER)],
-        description="The user's current status first (if any), then every change of it.",
+        description=(
+            "The user's status: without `after`, the current status first (if any), "
+            "then every change; with `after`, every change after that seq."
+        ),
     )
     async def user_status_changed(
-        self, info: Info, user_id: str
+        self,
+        info: Info,
+        user_id: str,
+        after: Annotated[int | None, strawberry.argument(description=AFTER_DESCRIPTION)] = None,
     ) -> AsyncGenerator[UserStatus, None]:
-        with user_input():
-            check_user_id(user_id)
-        ctx = info.context
-        try:
-            async with ctx.channels.user_events(user_id, kinds=_STATUS) as stream:
-                version = 0
-                current = await ctx.reader.user_status(user_id)
+        async with _stream(info, user_id, OutboxKind.STATUS, after) as stream:
+            if after is None:
+                current = await info.context.reader.user_status(user_id)
                 if current is not None:
-                    version = current["version"]
+                    stream.skip_through(user_id, current["seq"])
                     yield UserStatus.from_payload(current)
-                async for event in stream:
-                    assert event.payload is not None
-                    if event.payload["version"] <= version:
-                        continue
-                    version = event.payload["version"]
-                    yield UserStatus.from_payload(event.payload)
-        except ChannelError as exc:
-            raise _cut_off(exc) from None
+            async for event in stream:
+                assert event.payload is not None
+                yield UserStatus.from_payload(event.payload)
 
     @strawberry.subscription(
         extensions=[Authorize(ADMIN_ONLY)],
@@ -97,4 +133,4 @@ class Subscription:
                     assert event.payload is not None
                     yield Activity.from_payload(event.payload)
         except ChannelError as exc:
-            raise _cut_off(exc) from None
+            raise _ended(exc, None) from None

@@ -72,6 +72,9 @@ class UserStatus:
     alert_level: AlertLevel
     alert_triggered_at: datetime | None
     version: int = strawberry.field(description="1 for a new status, +1 on every write.")
+    seq: int = strawberry.field(
+        description="Position of this status's last change in the user's change stream."
+    )
     updated_at: datetime
 
     @classmethod
@@ -83,6 +86,7 @@ class UserStatus:
             alert_level=AlertLevel(payload["alert_level"]),
             alert_triggered_at=_dt(payload["alert_triggered_at"]),
             version=payload["version"],
+            seq=payload["seq"],
             updated_at=datetime.fromisoformat(payload["updated_at"]),
         )
 

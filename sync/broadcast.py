@@ -60,14 +60,23 @@ class ChannelDisconnected(ChannelError):
 
 
 class Subscriber:
-    """One subscription's inbox: a bounded FIFO of :class:`broadcaster.Event`."""
+    """One subscription's inbox: a bounded FIFO of :class:`broadcaster.Event`.
 
-    def __init__(self, channel: str, max_queue: int) -> None:
+    Args:
+        max_queue: unread events allowed; one more ends the subscription with
+            :class:`SubscriberOverflow`.
+        conflate: keep only the newest unread event instead (for channels whose
+            events are full snapshots, where the latest supersedes the rest).
+    """
+
+    def __init__(self, channel: str, max_queue: int, *, conflate: bool = False) -> None:
         self.channel = channel
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._max_queue = max_queue
+        self._conflate = conflate
         self._error: ChannelError | None = None
         self._closed = False
+        self.dropped = 0
 
     def __repr__(self) -> str:
         return f"Subscriber(channel={self.channel!r}, queued={self._queue.qsize()})"
@@ -80,6 +89,12 @@ class Subscriber:
     def push(self, event: Event) -> None:
         """Queue ``event`` without blocking; overflow ends the subscription."""
         if self._closed:
+            return
+        if self._conflate:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+                self.dropped += 1
+            self._queue.put_nowait(event)
             return
         if self._queue.qsize() >= self._max_queue:
             self.fail(
@@ -170,6 +185,11 @@ class Broadcast(broadcaster.Broadcast):
         """Channels with at least one local subscriber."""
         return len(self._inboxes)
 
+    @property
+    def subscribers(self) -> int:
+        """Local subscribers over all channels."""
+        return sum(len(inboxes) for inboxes in self._inboxes.values())
+
     async def __aenter__(self) -> Self:
         await self.connect()
         return self
@@ -246,15 +266,20 @@ class Broadcast(broadcaster.Broadcast):
         await self._backend.publish(channel, message)
 
     @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[Subscriber]:  # type: ignore[override]
+    async def subscribe(  # type: ignore[override]
+        self, channel: str, *, conflate: bool = False
+    ) -> AsyncIterator[Subscriber]:
         """Receive the events published on ``channel`` from now on.
+
+        Args:
+            conflate: keep only the newest unread event (see :class:`Subscriber`).
 
         Raises:
             ChannelDisconnected: the broker is unreachable right now.
         """
         if not self.healthy:
             raise ChannelDisconnected("broker is not connected")
-        subscriber = Subscriber(channel, self.max_queue)
+        subscriber = Subscriber(channel, self.max_queue, conflate=conflate)
         state = self._locks.setdefault(channel, _ChannelLock())
         state.users += 1
         try:

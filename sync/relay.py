@@ -28,6 +28,7 @@ from db import OutboxEntry, SessionFactory, outbox, utcnow
 
 from .channels import Channels
 from .events import ChangeEvent
+from .metrics import RelayMetrics
 from .stores import RealtimeStore
 
 __all__ = ["Relay"]
@@ -61,6 +62,7 @@ class Relay:
         retry_base: float = 0.2,
         retry_max: float = 30.0,
         retention: float = 24 * 3600.0,
+        metrics: RelayMetrics | None = None,
     ) -> None:
         self._sessions = sessions
         self._store = store
@@ -70,13 +72,12 @@ class Relay:
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.retention = retention
+        self.metrics = metrics or RelayMetrics(registry=None)
         self._wake = asyncio.Event()
         self._waiters: dict[int, list[asyncio.Future[bool]]] = defaultdict(list)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_prune = 0.0
-        self.published_total = 0
-        self.failed_total = 0
 
     _STOP_GRACE = 5.0  # seconds an in-flight round may take to finish on exit
 
@@ -174,13 +175,20 @@ class Relay:
             for entry in entries:
                 by_user[entry.user_id].append(entry)
             heads = await outbox.pending_heads(session, user_ids=list(by_user))
-        published: list[int] = []
+        published: list[OutboxEntry] = []
         failed: list[tuple[OutboxEntry, BaseException]] = []
         for user_id, user_entries in by_user.items():
             if user_entries[0].seq != heads.get(user_id):
                 # An earlier entry of this user waits for its retry time.
                 continue
+            expected = user_entries[0].seq
             for entry in user_entries:
+                if entry.seq != expected:
+                    # A gap: the entry in between was committed but was not due when
+                    # claimed (its next_attempt_at was stamped before it took the
+                    # sequence lock). Never publish past it; the next round will.
+                    break
+                expected += 1
                 try:
                     await self._relay(ChangeEvent.from_entry(entry))
                 except Exception as exc:
@@ -193,8 +201,12 @@ class Relay:
                     )
                     failed.append((entry, exc))
                     break
-                published.append(entry.id)
+                published.append(entry)
         await self._record(published, failed)
+        # Entries held back behind a failed one will not go out this round:
+        # writers waiting on them should not wait for their timeout.
+        done = {entry.id for entry in published}
+        self._resolve([entry.id for entry in entries if entry.id not in done], False)
         return len(entries)
 
     async def _relay(self, event: ChangeEvent) -> None:
@@ -207,12 +219,19 @@ class Relay:
         return delay * random.uniform(0.5, 1.5)
 
     async def _record(
-        self, published: Sequence[int], failed: Sequence[tuple[OutboxEntry, BaseException]]
+        self,
+        published: Sequence[OutboxEntry],
+        failed: Sequence[tuple[OutboxEntry, BaseException]],
     ) -> None:
+        now = utcnow()
+        for entry in published:
+            self.metrics.observe_published(entry.committed_at, now)
+        for _ in failed:
+            self.metrics.observe_failure()
+        published_ids = [entry.id for entry in published]
         if published or failed:
-            now = utcnow()
             async with self._sessions.begin() as session:
-                await outbox.mark_published(session, entry_ids=published, at=now)
+                await outbox.mark_published(session, entry_ids=published_ids, at=now)
                 for entry, exc in failed:
                     await outbox.mark_failed(
                         session,
@@ -221,9 +240,7 @@ class Relay:
                         error=repr(exc),
                         retry_at=now + timedelta(seconds=self._retry_delay(entry.attempts)),
                     )
-        self.published_total += len(published)
-        self.failed_total += len(failed)
-        self._resolve(published, True)
+        self._resolve(published_ids, True)
         self._resolve([entry.id for entry, _ in failed], False)
 
     def _resolve(self, entry_ids: Iterable[int], ok: bool) -> None:

@@ -146,13 +146,16 @@ async def test_limits_apply_over_websocket(app: FastAPI, document: str, reason: 
         assert (await proto.next_data("next")) == {"__typename": "Query"}
 
 
-async def test_too_many_tokens_over_websocket_closes_4400(app: FastAPI) -> None:
+@pytest.mark.parametrize("document", [many_tokens(1983), "{ userStatus("], ids=["tokens", "syntax"])
+async def test_a_document_that_does_not_parse_over_websocket_closes_4400(
+    app: FastAPI, document: str
+) -> None:
     # graphql-transport-ws closes on a document that does not parse (PROTOCOL.md, Subscribe).
     async with websocket(app, TRANSPORT_WS) as ws:
         proto = Protocol(ws, TRANSPORT_WS)
         await proto.init()
-        await proto.subscribe("op", many_tokens(1983), {})
-        assert await closed_with(proto) == 4400
+        await proto.subscribe("op", document, {})
+        assert await closed_with(proto, timeout=3) == 4400
 
 
 async def test_legacy_subscriptions_get_the_same_limits(app: FastAPI) -> None:

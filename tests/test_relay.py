@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from db import activities, create_engine, create_session_factory, outbox, statuses
 from db.migrate import upgrade
-from db.models import OutboxEntry
+from db.models import OutboxEntry, OutboxKind
 from db.sessions import SessionFactory
 from sync import Broadcast, ChangeEvent, Channels, Relay
 from sync.channels import user_channel
@@ -61,7 +62,7 @@ async def test_store_failure_keeps_entries_pending_and_blocks_only_that_user(
     async with Broadcast("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
         relay = Relay(sessions=sessions, store=store, channels=channels, retry_base=0.01)
-        async with channels.user_events("sick") as sick_stream:
+        async with channels.user_events("sick", OutboxKind.ACTIVITY) as sick_stream:
             await _add(sessions, "sick", 2)
             await _add(sessions, "well", 2)
             with caplog.at_level(logging.WARNING, logger="sync.relay"):
@@ -139,8 +140,8 @@ async def test_big_event_travels_as_a_reference(sessions: SessionFactory) -> Non
         channels = Channels(broadcast, sessions=sessions, max_message_bytes=500)
         relay = Relay(sessions=sessions, store=None, channels=channels)
         async with (
-            channels.user_events("u") as stream,
-            broadcast.subscribe(user_channel("u")) as raw,
+            channels.user_events("u", OutboxKind.ACTIVITY) as stream,
+            broadcast.subscribe(user_channel("u", OutboxKind.ACTIVITY)) as raw,
         ):
             async with sessions.begin() as session:
                 await activities.add(
@@ -152,3 +153,29 @@ async def test_big_event_travels_as_a_reference(sessions: SessionFactory) -> Non
             assert ChangeEvent.decode(message.message).payload is None
             event = await asyncio.wait_for(anext(aiter(stream)), 1)
         assert event.payload is not None and event.payload["metadata"]["blob"] == "x" * 4000
+
+
+async def test_relay_never_publishes_past_a_gap_in_the_claimed_batch(
+    sessions: SessionFactory,
+) -> None:
+    # An entry committed ahead of an earlier-stamped one can be claimable while
+    # the one before it is not yet due: the relay must stop at the gap.
+    await _add(sessions, "u", 3)
+    async with sessions.begin() as session:
+        await session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.seq == 2)
+            .values(next_attempt_at=datetime.now(UTC) + timedelta(hours=1))
+        )
+    async with Broadcast("memory://") as broadcast:
+        channels = Channels(broadcast, sessions=sessions)
+        relay = Relay(sessions=sessions, store=None, channels=channels)
+        async with channels.user_events("u", OutboxKind.ACTIVITY) as stream:
+            await relay.run_once()
+            assert await _pending(sessions) == [("u", 2), ("u", 3)]
+            async with sessions.begin() as session:
+                await session.execute(update(OutboxEntry).values(next_attempt_at=datetime.now(UTC)))
+            await relay.run_once()
+            assert await _pending(sessions) == []
+            events = aiter(stream)
+            assert [(await anext(events)).seq for _ in range(3)] == [1, 2, 3]

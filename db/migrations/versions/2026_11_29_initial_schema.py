@@ -64,6 +64,7 @@ def upgrade() -> None:
         ),
         sa.Column("alert_triggered_at", UTC, nullable=True),
         sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", UTC, nullable=False),
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_user_status")),
     )

@@ -1,0 +1,49 @@
+"""Fault test 6: concurrent writers of one user; every subscriber sees seq 1, 2, 3, ... exactly."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+
+from tests.delivery import DeliveryChecker
+from tests.servers import start_server
+
+ADD = 'mutation($u: String!) { addActivity(input: {userId: $u, type: "note"}) { seq } }'
+WRITERS = 20
+PER_WRITER = 10
+
+
+async def test_concurrent_writers_reach_every_subscriber_in_order(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+
+            async def add() -> int:
+                response = await http.post(
+                    server.graphql_url, json={"query": ADD, "variables": {"u": "u1"}}
+                )
+                seq: int = response.json()["data"]["addActivity"]["seq"]
+                return seq
+
+            await add()  # the first event proves each subscription is live
+            checkers = [DeliveryChecker([server.graphql_url], ["u1"]) for _ in range(3)]
+            await asyncio.gather(*(c.start() for c in checkers))
+
+            async def writer() -> list[int]:
+                return [await add() for _ in range(PER_WRITER)]
+
+            written = await asyncio.gather(*(writer() for _ in range(WRITERS)))
+            seqs = sorted(s for batch in written for s in batch)
+            assert seqs == list(range(2, 2 + WRITERS * PER_WRITER))
+            total = 1 + WRITERS * PER_WRITER
+            for checker in checkers:
+                await checker.wait_for({"u1": total}, timeout=10)
+            reports = [await checker.stop() for checker in checkers]
+    finally:
+        server.stop()
+    for report in reports:
+        [user] = report.users
+        assert report.ok, report.summary()
+        assert user.received == list(range(1, total + 1))
