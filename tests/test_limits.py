@@ -230,3 +230,21 @@ async def test_bodies_that_are_not_json_objects_get_400(
         "/graphql", content=body, headers={"content-type": "application/json"}
     )
     assert response.status_code == 400, response.text
+
+
+async def test_limits_keep_the_validation_cache_hitting(graphql: GraphQLClient) -> None:
+    # Rule classes made per operation would make every cache key new.
+    from strawberry.extensions.validation_cache import _get_validate_cache
+
+    from gql.schema import DOCUMENT_CACHE_SIZE
+
+    cache = _get_validate_cache(DOCUMENT_CACHE_SIZE)
+    query = '{ userStatus(userId: "cache-probe") { version } }'
+    await graphql.data(query)
+    hits = cache.cache_info().hits
+    await graphql.data(query)
+    await graphql.data(query)
+    assert cache.cache_info().hits == hits + 2
+    # The cost check still sees each operation's variables.
+    assert "errors" not in await graphql(pages(5, first="$n"), {"n": 10})
+    assert "over the limit" in messages(await graphql(pages(5, first="$n"), {"n": 100}))
