@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import timedelta
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -15,14 +14,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import text
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from db import create_engine, create_session_factory
 from sync import Broadcast, Channels, Reader, Relay, create_store
 from sync.metrics import RelayMetrics
 
-from .context import Services, get_context
-from .graphiql import ASSETS_DIR, ASSETS_PATH, GraphiQLRouter
+from .auth import AuthenticationError, Authenticator
+from .context import Services
+from .graphiql import ASSETS_DIR, ASSETS_PATH
+from .limits import BodyLimit
+from .router import create_router
 from .schema import create_schema
 from .settings import Settings
 
@@ -64,6 +65,7 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                     channels=channels,
                     relay=relay,
                     reader=Reader(sessions=sessions, store=store),
+                    authenticator=Authenticator(settings),
                 )
                 app.state.services = services
                 try:
@@ -85,21 +87,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         and legacy ``graphql-ws`` subprotocols.
         ``/healthz``: the process is up. ``/readyz``: database, store and
         broker each answer; 503 otherwise.
+
+    Security (docs/security.md): an invalid ``Authorization`` header gets 401;
+    bodies over ``MAX_BODY_BYTES`` get 413. Without credentials configured
+    the app runs in dev mode, where everyone is an admin, and says so loudly.
     """
     settings = settings or Settings()
+    if not settings.auth_enabled:
+        logger.warning(
+            "DEV MODE: no JWT_SECRET, JWT_JWKS_URL or SERVICE_API_KEYS is set, so every "
+            "client is an admin. Serve on loopback only; set JWT_SECRET for anything else."
+        )
+    elif (
+        settings.production
+        and (settings.jwt_secret or settings.jwt_jwks_url)
+        and (settings.jwt_audience is None or settings.jwt_issuer is None)
+    ):
+        logger.warning(
+            "JWT_AUDIENCE or JWT_ISSUER is not set: tokens the same key signed for another "
+            "audience or by another issuer would be accepted"
+        )
     registry = CollectorRegistry()
     app = FastAPI(title="checkin-realtime", lifespan=_lifespan(settings, registry))
     app.state.metrics = ServiceMetrics(registry)
-    router = GraphiQLRouter(
-        create_schema(),
-        graphql_ide="graphiql" if settings.graphiql else None,
-        context_getter=get_context,
-        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
-        connection_init_wait_timeout=timedelta(seconds=settings.connection_init_timeout),
-        allowed_origins=settings.allowed_origins,
-    )
-    app.include_router(router, prefix="/graphql")
-    if settings.graphiql:
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_exception_handler(AuthenticationError, _unauthenticated)
+    app.include_router(create_router(settings, create_schema(settings)), prefix="/graphql")
+    if settings.graphiql and not settings.production:
         app.mount(
             ASSETS_PATH.rstrip("/"), StaticFiles(directory=ASSETS_DIR), name="graphiql-assets"
         )
@@ -127,6 +141,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _unauthenticated(request: Request, exc: Exception) -> JSONResponse:
+    # RFC 6750 section 3.1: an invalid token is answered with 401 and WWW-Authenticate.
+    return JSONResponse(
+        {"errors": [{"message": str(exc), "extensions": {"code": "UNAUTHENTICATED"}}]},
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
 
 
 class ServiceMetrics(Collector):

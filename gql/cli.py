@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from pydantic import ValidationError
 
 __all__ = ["main"]
 
@@ -20,6 +23,14 @@ def _serve(args: argparse.Namespace) -> int:
     from .settings import get_settings
 
     settings = get_settings()
+    if not settings.auth_enabled and not _is_loopback(args.host):
+        print(
+            f"refusing to serve on {args.host} in dev mode, where every client is an admin: "
+            "set JWT_SECRET (or JWT_JWKS_URL or SERVICE_API_KEYS) to turn on authentication, "
+            "or serve on --host 127.0.0.1",
+            file=sys.stderr,
+        )
+        return 2
     if not args.no_migrate:
         upgrade(settings.database_url)
     uvicorn.run(
@@ -28,8 +39,20 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_level=args.log_level,
         lifespan="on",
+        # uvicorn refuses longer frames itself (close 1009) before buffering them.
+        ws_max_size=settings.max_ws_frame_bytes,
     )
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address or ``localhost`` (dev mode may bind nothing else)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -129,7 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args = _parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except ValidationError as exc:
+        reasons = "\n".join(f"  {error['msg']}" for error in exc.errors())
+        print(f"invalid settings (environment variables):\n{reasons}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

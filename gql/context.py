@@ -11,6 +11,7 @@ from strawberry.fastapi import BaseContext
 from db import SessionFactory
 from sync import Broadcast, Channels, Reader, RealtimeStore, Relay
 
+from .auth import Authenticator, Principal
 from .settings import Settings
 
 __all__ = ["Context", "Services", "get_context"]
@@ -27,6 +28,7 @@ class Services:
     channels: Channels
     relay: Relay
     reader: Reader
+    authenticator: Authenticator
 
 
 class Context(BaseContext):
@@ -34,11 +36,16 @@ class Context(BaseContext):
 
     Resolvers open their own short sessions from ``sessions``: an AsyncSession
     must not be shared by fields that resolve concurrently.
+
+    ``principal`` is who is asking (``None``: nobody authenticated); over
+    WebSocket it is set by ``connection_init`` and shared by the socket's
+    operations. :mod:`gql.permissions` reads it; resolvers need not.
     """
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, principal: Principal | None = None) -> None:
         super().__init__()
         self.services = services
+        self.principal = principal
         self.settings = services.settings
         self.sessions = services.sessions
         self.channels = services.channels
@@ -60,6 +67,20 @@ class Context(BaseContext):
 
 
 async def get_context(connection: HTTPConnection) -> Context:
-    """FastAPI dependency. Takes ``HTTPConnection`` so it serves HTTP and WebSocket alike."""
+    """FastAPI dependency. Takes ``HTTPConnection`` so it serves HTTP and WebSocket alike.
+
+    Over HTTP the principal comes from the ``Authorization`` header; over
+    WebSocket from ``connection_init`` (see ``gql.router.Router.on_ws_connect``),
+    except in dev mode, where everyone is an admin.
+
+    Raises:
+        AuthenticationError: an HTTP ``Authorization`` header that is not a valid
+            token (answered with 401 by the app).
+    """
     services: Services = connection.app.state.services
-    return Context(services)
+    authenticator = services.authenticator
+    if connection.scope["type"] == "websocket":
+        principal = await authenticator.authenticate(None) if authenticator.dev_mode else None
+    else:
+        principal = await authenticator.authenticate(connection.headers.get("authorization"))
+    return Context(services, principal)

@@ -5,17 +5,29 @@
 * ``BAD_USER_INPUT``: a variable or argument value is invalid (spec section 6.1.2,
   CoerceVariableValues; or a limit of this API). ``extensions.field`` names the
   argument path, e.g. ``input.description``.
-* ``INTERNAL_SERVER_ERROR``: anything else.
+* ``BAD_REQUEST``: no query, an unknown ``operationName``, or an operation
+  type the transport does not carry (e.g. a query over legacy graphql-ws).
+* ``UNAUTHENTICATED``: the field needs credentials and none were sent.
+* ``FORBIDDEN``: the credentials do not allow this field or this userId
+  (:mod:`gql.permissions`).
+* ``INTERNAL_SERVER_ERROR``: anything else. In production (``ENV=production``)
+  :func:`mask_internal` replaces its message with ``Internal error`` and adds
+  ``extensions.correlationId``, the id of the log line holding the real message
+  and stack trace.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from graphql import GraphQLError
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.utils.str_converters import to_camel_case
 
 from db import InvalidInput
@@ -23,10 +35,14 @@ from db import InvalidInput
 from .cursors import InvalidCursor
 
 __all__ = [
+    "BAD_REQUEST",
     "BAD_USER_INPUT",
+    "FORBIDDEN",
     "INTERNAL_SERVER_ERROR",
+    "UNAUTHENTICATED",
     "BadUserInput",
     "add_codes",
+    "mask_internal",
     "user_input",
 ]
 
@@ -34,6 +50,12 @@ BAD_USER_INPUT = "BAD_USER_INPUT"
 PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+UNAUTHENTICATED = "UNAUTHENTICATED"
+FORBIDDEN = "FORBIDDEN"
+BAD_REQUEST = "BAD_REQUEST"
+INTERNAL_ERROR_MESSAGE = "Internal error"
+
+logger = logging.getLogger(__name__)
 
 
 class BadUserInput(GraphQLError):
@@ -59,6 +81,9 @@ def user_input(prefix: str = "") -> Iterator[None]:
         raise BadUserInput("after", str(exc)) from None
 
 
+_REQUEST_ERRORS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
+
+
 def _classify(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, GraphQLError) and original.extensions:
@@ -68,6 +93,14 @@ def _classify(error: GraphQLError) -> str:
     if error.path is None and error.message.startswith("Variable '$"):
         # Variable coercion failures (spec 6.1.2): wrong type, bad scalar value, missing.
         return BAD_USER_INPUT
+    if error.path is None and error.nodes and not isinstance(original, GraphQLError):
+        # Points into the document before execution: a literal that a scalar refused
+        # while validating (ValuesOfCorrectTypeRule keeps the scalar's ValueError).
+        return PARSE_FAILED if error.message.startswith("Syntax Error") else VALIDATION_FAILED
+    if isinstance(original, _REQUEST_ERRORS):
+        # No query, an unknown operationName, or an operation type the transport refuses
+        # (HTTP answers these with 400; over WebSocket they are the operation's error).
+        return BAD_REQUEST
     if original is not None:
         return INTERNAL_SERVER_ERROR
     if error.message.startswith("Syntax Error"):
@@ -102,3 +135,41 @@ def add_codes(errors: list[GraphQLError]) -> list[GraphQLError]:
     """Give every error an ``extensions.code``; return those that are internal errors."""
     _with_code(errors)
     return [e for e in errors if (e.extensions or {}).get("code") == INTERNAL_SERVER_ERROR]
+
+
+_SUGGESTION = re.compile(r"\s*Did you mean .*\?$", re.DOTALL)
+
+
+def mask_internal(errors: list[GraphQLError]) -> None:
+    """Production: replace internal errors in place and drop "Did you mean" suggestions.
+
+    Call after :func:`add_codes`. An ``INTERNAL_SERVER_ERROR`` becomes
+    ``Internal error`` with ``extensions.correlationId``; its message and stack
+    trace are logged at ERROR under that id. Every other message is kept, minus
+    suggestions, which would list the schema's names with introspection off.
+    """
+    for index, error in enumerate(errors):
+        extensions = error.extensions or {}
+        if extensions.get("code") == INTERNAL_SERVER_ERROR:
+            if "correlationId" not in extensions:
+                errors[index] = _masked(error)
+        elif "Did you mean" in error.message:
+            error.message = _SUGGESTION.sub("", error.message)
+
+
+def _masked(error: GraphQLError) -> GraphQLError:
+    correlation_id = uuid.uuid4().hex[:16]
+    cause = error.original_error or error
+    logger.error(
+        "internal error %s at %s: %s",
+        correlation_id,
+        error.path,
+        error.message,
+        exc_info=(type(cause), cause, cause.__traceback__),
+    )
+    return GraphQLError(
+        INTERNAL_ERROR_MESSAGE,
+        nodes=error.nodes,
+        path=error.path,
+        extensions={"code": INTERNAL_SERVER_ERROR, "correlationId": correlation_id},
+    )

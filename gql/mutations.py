@@ -11,6 +11,7 @@ from db import activities, checkins, outbox, statuses
 from .context import Context
 from .errors import BadUserInput, user_input
 from .inputs import AddActivityInput, RecordCheckInInput, UpdateUserStatusInput, set_fields
+from .permissions import OWN_USER_INPUT, WRITERS, Authorize
 from .types import Activity, CheckInResult, UserStatus
 
 __all__ = ["Mutation"]
@@ -27,7 +28,9 @@ def _metadata(value: Any) -> Any:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Add an activity to a user's feed.")
+    @strawberry.mutation(
+        extensions=[Authorize(WRITERS)], description="Add an activity to a user's feed."
+    )
     async def add_activity(self, info: Info, input: AddActivityInput) -> Activity:
         ctx = info.context
         with user_input("input"):
@@ -46,10 +49,11 @@ class Mutation:
         return Activity.from_payload(payload)
 
     @strawberry.mutation(
+        extensions=[Authorize(WRITERS)],
         description=(
             "Create or patch a user's status: omitted fields keep their value, null clears "
             "a nullable field. version goes up by one."
-        )
+        ),
     )
     async def update_user_status(self, info: Info, input: UpdateUserStatusInput) -> UserStatus:
         ctx = info.context
@@ -65,10 +69,11 @@ class Mutation:
         return UserStatus.from_payload(payload)
 
     @strawberry.mutation(
+        extensions=[Authorize(OWN_USER_INPUT)],
         description=(
             "In one transaction: add a check_in activity, set lastCheckIn to its time, nextDue "
             "to that time plus intervalSeconds, alertLevel to NONE and alertTriggeredAt to null."
-        )
+        ),
     )
     async def record_check_in(self, info: Info, input: RecordCheckInInput) -> CheckInResult:
         ctx = info.context

@@ -7,6 +7,7 @@ import strawberry
 from .context import Context
 from .cursors import decode_cursor
 from .errors import user_input
+from .permissions import ADMIN_ONLY, OWN_USER, Authorize
 from .types import ActivityConnection, UserStatus
 
 __all__ = ["Query"]
@@ -17,11 +18,12 @@ Info = strawberry.Info[Context, None]
 @strawberry.type
 class Query:
     @strawberry.field(
+        extensions=[Authorize(OWN_USER)],
         description=(
             "A user's activities, newest first by timestamp then id, as a Relay connection. "
             "`first` is 1-100; `after` is a cursor from this field; `types` keeps only "
             "these types (null: all, []: none)."
-        )
+        ),
     )
     async def recent_activities(
         self,
@@ -38,14 +40,18 @@ class Query:
             )
         return ActivityConnection.from_page(page.items, has_next=page.has_next, after=after)
 
-    @strawberry.field(description="A user's status, or null when the user has none.")
+    @strawberry.field(
+        extensions=[Authorize(OWN_USER)],
+        description="A user's status, or null when the user has none.",
+    )
     async def user_status(self, info: Info, user_id: str) -> UserStatus | None:
         with user_input():
             payload = await info.context.reader.user_status(user_id)
         return None if payload is None else UserStatus.from_payload(payload)
 
     @strawberry.field(
-        description="Every user's activities, newest first; arguments as recentActivities."
+        extensions=[Authorize(ADMIN_ONLY)],
+        description="Every user's activities, newest first; arguments as recentActivities.",
     )
     async def activity_feed(
         self,

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import (
+    DisableIntrospection,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from .errors import add_codes
+from .errors import add_codes, mask_internal
+from .limits import limit_extensions
 from .mutations import Mutation
+from .permissions import check_every_root_field_guarded
 from .queries import Query
 from .scalars import DateTime
+from .settings import Settings
 from .subscriptions import Subscription
 
 __all__ = ["create_schema", "schema_sdl"]
@@ -22,34 +33,78 @@ __all__ = ["create_schema", "schema_sdl"]
 DOCUMENT_CACHE_SIZE = 1024
 
 
+class _ParserCache(ParserCache):
+    """ParserCache that leaves syntax errors to Strawberry's own parse step.
+
+    ``ParserCache.on_parse`` raises a syntax error (or ``MAX_TOKENS``) from the
+    hook itself, outside the step that turns it into a result: over HTTP that
+    still ends as an error result, but over WebSocket the operation died without
+    an answer. Here the document stays unparsed, Strawberry parses it again and
+    reports the error (graphql-transport-ws closes with 4400).
+    """
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        yield
+
+
 class Schema(strawberry.Schema):
     """Every error gets ``extensions.code`` (see :mod:`gql.errors`); only internal ones are logged.
 
     ``process_errors`` is the one hook Strawberry runs for every result with
-    errors, over HTTP and WebSocket, before the result is sent.
+    errors, over HTTP and WebSocket, before the result is sent. With ``mask``
+    (production) internal errors are replaced there by ``Internal error`` and a
+    correlation id, and logged under that id.
     """
+
+    def __init__(self, *args: Any, mask: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.mask = mask
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         internal = add_codes(errors)
-        if internal:
+        if self.mask:
+            mask_internal(errors)
+        elif internal:
             super().process_errors(internal, execution_context)
 
 
-def create_schema() -> Schema:
-    """Build the schema. Extensions are classes or factories: one instance per operation."""
+def create_schema(settings: Settings | None = None) -> Schema:
+    """Build the schema for ``settings`` (default: every setting at its default, not the env).
+
+    Extensions are classes or factories: one instance per operation. The
+    document limits always apply; production also turns off introspection and
+    field suggestions and masks internal errors.
+
+    Raises:
+        TypeError: a root field has no :class:`gql.permissions.Authorize` rule.
+    """
+    settings = settings or Settings.model_construct()
+    check_every_root_field_guarded((Query, Mutation, Subscription))
+    extensions: list[Callable[[], SchemaExtension]] = [
+        # Parsing and validating dominate the cost of a small operation; both
+        # caches are process-wide LRUs shared by these per-operation instances.
+        lambda: _ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        *limit_extensions(settings),
+    ]
+    if settings.production:
+        extensions.append(DisableIntrospection)
     return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        config=StrawberryConfig(scalar_map={datetime: DateTime}),
-        extensions=[
-            # Parsing and validating dominate the cost of a small operation; both
-            # caches are process-wide LRUs shared by these per-operation instances.
-            lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
-            lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
-        ],
+        config=StrawberryConfig(
+            scalar_map={datetime: DateTime}, disable_field_suggestions=settings.production
+        ),
+        extensions=extensions,
+        mask=settings.production,
     )
 
 

@@ -2,13 +2,102 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["SecuritySettings", "Settings", "get_settings"]
+
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+# Static API keys: at least 256 bits of a random string.
+MIN_SECRET_LENGTH = 32
 
 
-class Settings(BaseSettings):
+class SecuritySettings(BaseSettings):
+    """Authentication, production hardening and abuse limits (see docs/security.md).
+
+    With none of ``JWT_SECRET``, ``JWT_JWKS_URL`` or ``SERVICE_API_KEYS`` set the
+    service runs in dev mode: every client is an admin, so it may only bind to
+    loopback. ``ENV=production`` refuses to start in dev mode.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    env: Literal["development", "production"] = Field(
+        "development",
+        description="production: no introspection, suggestions or GraphiQL; masked errors.",
+    )
+    jwt_secret: SecretStr | None = Field(
+        None, description="Shared HMAC secret of the main app's tokens (32+ bytes for HS256)."
+    )
+    jwt_algorithm: str = Field("HS256", description="The one HMAC algorithm JWT_SECRET signs.")
+    jwt_jwks_url: str | None = Field(
+        None, description="JWKS document with the public keys of asymmetric tokens."
+    )
+    jwt_jwks_algorithm: str = Field(
+        "RS256", description="The one asymmetric algorithm accepted with JWT_JWKS_URL."
+    )
+    jwt_audience: str | None = Field(
+        None, description="Required `aud` claim; unset: tokens must carry no `aud`."
+    )
+    jwt_issuer: str | None = Field(None, description="Required `iss` claim; unset: not checked.")
+    jwt_leeway: float = Field(
+        5.0, ge=0, le=300, description="Seconds of clock skew allowed on exp, nbf and iat."
+    )
+    service_api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Static keys (JSON list) that authenticate as role service.",
+    )
+    max_query_depth: int = Field(10, ge=1, description="Deepest field nesting of an operation.")
+    max_aliases: int = Field(15, ge=0, description="Aliases per document.")
+    max_tokens: int = Field(2_000, ge=1, description="Lexical tokens per document.")
+    max_query_cost: int = Field(
+        5_000, ge=1, description="Fields an operation may select, each list multiplied by first."
+    )
+    max_ws_operations: int = Field(50, ge=1, description="Operations running at once per socket.")
+    max_ws_frame_bytes: int = Field(64 * 1024, ge=1024, description="Bytes per WebSocket frame.")
+    max_body_bytes: int = Field(256 * 1024, ge=1024, description="Bytes per HTTP request body.")
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def auth_enabled(self) -> bool:
+        """False in dev mode: no secret, no JWKS URL and no API key configured."""
+        return bool(self.jwt_secret or self.jwt_jwks_url or self.service_api_keys)
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Self:
+        if self.jwt_algorithm not in HMAC_ALGORITHMS:
+            raise ValueError(f"JWT_ALGORITHM must be one of {sorted(HMAC_ALGORITHMS)}")
+        if self.jwt_jwks_algorithm not in ASYMMETRIC_ALGORITHMS:
+            raise ValueError(f"JWT_JWKS_ALGORITHM must be one of {sorted(ASYMMETRIC_ALGORITHMS)}")
+        # RFC 7518 section 3.2: at least as long as the hash output (32, 48 or 64 bytes).
+        min_secret = int(self.jwt_algorithm[2:]) // 8
+        if self.jwt_secret is not None and (
+            len(self.jwt_secret.get_secret_value().encode()) < min_secret
+        ):
+            raise ValueError(
+                f"JWT_SECRET must be at least {min_secret} bytes for {self.jwt_algorithm}"
+            )
+        if any(len(key.get_secret_value()) < MIN_SECRET_LENGTH for key in self.service_api_keys):
+            raise ValueError(f"each SERVICE_API_KEYS entry must be {MIN_SECRET_LENGTH}+ characters")
+        if self.jwt_jwks_url is not None and not self.jwt_jwks_url.startswith("https://"):
+            raise ValueError("JWT_JWKS_URL must be an https:// URL")
+        if self.production and not self.auth_enabled:
+            raise ValueError(
+                "ENV=production needs authentication: set JWT_SECRET, JWT_JWKS_URL "
+                "or SERVICE_API_KEYS"
+            )
+        return self
+
+
+class Settings(SecuritySettings):
     """Every knob of the service. Environment variable names are the field names in upper case.
 
     Durations are in seconds.

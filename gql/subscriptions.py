@@ -36,6 +36,7 @@ from sync.channels import CursorExpired
 
 from .context import Context
 from .errors import BadUserInput, user_input
+from .permissions import ADMIN_ONLY, OWN_USER, Authorize
 from .types import Activity, UserStatus
 
 __all__ = ["Subscription"]
@@ -83,7 +84,10 @@ async def _stream(
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(description="Each activity added for the user, in seq order.")
+    @strawberry.subscription(
+        extensions=[Authorize(OWN_USER)],
+        description="Each activity added for the user, in seq order.",
+    )
     async def activity_added(
         self,
         info: Info,
@@ -96,10 +100,11 @@ class Subscription:
                 yield Activity.from_payload(event.payload)
 
     @strawberry.subscription(
+        extensions=[Authorize(OWN_USER)],
         description=(
             "The user's status: without `after`, the current status first (if any), "
             "then every change; with `after`, every change after that seq."
-        )
+        ),
     )
     async def user_status_changed(
         self,
@@ -117,7 +122,10 @@ class Subscription:
                 assert event.payload is not None
                 yield UserStatus.from_payload(event.payload)
 
-    @strawberry.subscription(description="Each activity added for any user, from now on.")
+    @strawberry.subscription(
+        extensions=[Authorize(ADMIN_ONLY)],
+        description="Each activity added for any user, from now on.",
+    )
     async def activity_feed_added(self, info: Info) -> AsyncGenerator[Activity, None]:
         try:
             async with info.context.channels.feed_events() as stream:

@@ -76,7 +76,10 @@ class Relay:
         self._wake = asyncio.Event()
         self._waiters: dict[int, list[asyncio.Future[bool]]] = defaultdict(list)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._last_prune = 0.0
+
+    _STOP_GRACE = 5.0  # seconds an in-flight round may take to finish on exit
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
@@ -89,10 +92,18 @@ class Relay:
         tb: TracebackType | None,
     ) -> None:
         if self._task is not None:
+            # Let an in-flight round finish: cancelling it mid-connect would leave the
+            # driver's worker thread completing after the event loop is gone.
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self._STOP_GRACE)
+            except (TimeoutError, Exception):
+                pass
             self._task.cancel()
             try:
                 await self._task
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, Exception):
                 pass
         for futures in self._waiters.values():
             for future in futures:
@@ -137,7 +148,7 @@ class Relay:
 
     async def _run(self) -> None:
         delay = self.retry_base
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 done = await self.run_once()

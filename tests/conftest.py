@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from fastapi import FastAPI
 from httpx_ws import AsyncWebSocketSession, aconnect_ws
@@ -83,16 +85,21 @@ async def websocket(
 
 
 class GraphQLClient:
-    """POSTs operations to /graphql and returns the decoded body."""
+    """POSTs operations to /graphql (with ``headers``) and returns the decoded body."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, headers: dict[str, str] | None = None) -> None:
         self.http = http
+        self.headers = dict(headers or {})
+
+    def as_(self, token: str) -> GraphQLClient:
+        """The same client sending ``Authorization: Bearer <token>``."""
+        return GraphQLClient(self.http, bearer(token))
 
     async def __call__(
         self, query: str, variables: dict[str, Any] | None = None, *, status: int = 200
     ) -> dict[str, Any]:
         response = await self.http.post(
-            "/graphql", json={"query": query, "variables": variables or {}}
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=self.headers
         )
         assert response.status_code == status, response.text
         body: dict[str, Any] = response.json()
@@ -109,3 +116,74 @@ class GraphQLClient:
 @pytest.fixture
 def graphql(client: httpx.AsyncClient) -> GraphQLClient:
     return GraphQLClient(client)
+
+
+# Security: tokens and an app with authentication turned on.
+
+SECRET = "test-secret-that-is-long-enough-for-hs256-and-for-hs512-too-0123456789"
+API_KEY = "test-service-api-key-0123456789abcdef"
+AUDIENCE = "checkin-realtime"
+ISSUER = "https://auth.example.test"
+_SECURITY_ENV = (
+    "ENV",
+    "JWT_SECRET",
+    "JWT_ALGORITHM",
+    "JWT_JWKS_URL",
+    "JWT_JWKS_ALGORITHM",
+    "JWT_AUDIENCE",
+    "JWT_ISSUER",
+    "JWT_LEEWAY",
+    "SERVICE_API_KEYS",
+    "ALLOWED_ORIGINS",
+    "GRAPHIQL",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_security_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings() must not pick up a developer's exported secrets."""
+    for name in _SECURITY_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def token(
+    sub: str | None = "u1",
+    *,
+    role: str | None = None,
+    expires_in: float | None = 300,
+    secret: str = SECRET,
+    algorithm: str = "HS256",
+    **claims: Any,
+) -> str:
+    """An HS256 JWT as the main app issues it. A claim given as ``None`` is left out."""
+    now = time.time()
+    payload: dict[str, Any] = {
+        "sub": sub,
+        "exp": None if expires_in is None else int(now + expires_in),
+        "iat": int(now),
+        "aud": AUDIENCE,
+        "iss": ISSUER,
+        "role": role,
+        **claims,
+    }
+    return jwt.encode(
+        {k: v for k, v in payload.items() if v is not None}, secret, algorithm=algorithm
+    )
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def secure(settings: Settings, **changes: Any) -> Settings:
+    """``settings`` with authentication on (HS256, audience, issuer, one API key)."""
+    values: dict[str, Any] = {
+        **settings.model_dump(),
+        "jwt_secret": SECRET,
+        "jwt_audience": AUDIENCE,
+        "jwt_issuer": ISSUER,
+        "jwt_leeway": 0,
+        "service_api_keys": [API_KEY],
+        **changes,
+    }
+    return Settings(**values)

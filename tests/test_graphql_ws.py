@@ -35,8 +35,8 @@ class Protocol:
         self.ws = ws
         self.name = name
 
-    async def init(self) -> None:
-        await self.ws.send_json({"type": "connection_init", "payload": {}})
+    async def init(self, payload: dict[str, Any] | None = None) -> None:
+        await self.ws.send_json({"type": "connection_init", "payload": payload or {}})
         ack = await self.receive()
         assert ack["type"] == "connection_ack", ack
 
