@@ -112,7 +112,7 @@ async def add(
 
 
 def check_page(first: int, types: Sequence[str] | None) -> None:
-    """Raise :class:`InvalidInput` unless ``first`` is 1-100 and ``types`` are valid type strings."""
+    """Raise :class:`InvalidInput` unless ``first`` is 1-100 and every type is valid."""
     if not 1 <= first <= MAX_PAGE_SIZE:
         raise InvalidInput("first", f"must be between 1 and {MAX_PAGE_SIZE} (got {first})")
     if types is not None:
@@ -124,7 +124,7 @@ def check_page(first: int, types: Sequence[str] | None) -> None:
 
 async def _page(
     session: AsyncSession,
-    stmt: Select[tuple[Activity]],
+    stmt: Select[Activity],
     *,
     first: int,
     after: ActivityKey | None,
@@ -133,7 +133,9 @@ async def _page(
     if types is not None:
         stmt = stmt.where(Activity.type.in_(types))
     if after is not None:
-        stmt = stmt.where(tuple_(Activity.timestamp, Activity.id) < tuple_(after.timestamp, after.id))
+        stmt = stmt.where(
+            tuple_(Activity.timestamp, Activity.id) < tuple_(after.timestamp, after.id)
+        )
     stmt = stmt.order_by(Activity.timestamp.desc(), Activity.id.desc()).limit(first + 1)
     rows = (await session.scalars(stmt)).all()
     return ActivityPage(rows=rows[:first], has_next=len(rows) > first)

@@ -39,9 +39,7 @@ async def load(session: AsyncSession, *, user_id: str, limit: int) -> UserSnapsh
     check_user_id(user_id)
     if session.get_bind().dialect.name == "postgresql":
         await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-    seq = await session.scalar(
-        select(UserSequence.last_seq).where(UserSequence.user_id == user_id)
-    )
+    seq = await session.scalar(select(UserSequence.last_seq).where(UserSequence.user_id == user_id))
     status = await session.get(UserStatus, user_id, populate_existing=True)
     rows = (
         await session.scalars(
@@ -62,4 +60,6 @@ async def load(session: AsyncSession, *, user_id: str, limit: int) -> UserSnapsh
 
 async def user_ids(session: AsyncSession) -> Sequence[str]:
     """Every user with at least one change, in id order."""
-    return (await session.scalars(select(UserSequence.user_id).order_by(UserSequence.user_id))).all()
+    return (
+        await session.scalars(select(UserSequence.user_id).order_by(UserSequence.user_id))
+    ).all()

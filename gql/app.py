@@ -106,9 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "relay": services.relay.running,
         }
         ready = all(checks.values())
-        return JSONResponse(
-            {"ready": ready, "checks": checks}, status_code=200 if ready else 503
-        )
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     return app
 

@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="checkin-realtime",
         description="Real-time GraphQL backend for check-in dashboards. "
-        "Settings come from environment variables (DATABASE_URL, REALTIME_URL, BROADCAST_URL, ...).",
+        "Settings come from environment variables "
+        "(DATABASE_URL, REALTIME_URL, BROADCAST_URL, ...).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -79,7 +80,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args = _parser().parse_args(argv)
     return int(args.run(args))
 

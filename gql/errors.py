@@ -41,9 +41,7 @@ class BadUserInput(GraphQLError):
     """An argument breaks a documented limit. ``extensions``: ``code``, ``field``."""
 
     def __init__(self, field: str, reason: str) -> None:
-        super().__init__(
-            f"{field} {reason}", extensions={"code": BAD_USER_INPUT, "field": field}
-        )
+        super().__init__(f"{field} {reason}", extensions={"code": BAD_USER_INPUT, "field": field})
 
 
 @contextmanager
@@ -84,7 +82,7 @@ _VARIABLE_PATH = re.compile(r"^Variable '\$(\w+)' (?:has|got) invalid value(?: a
 
 
 def _variable_field(message: str) -> str | None:
-    """``input.timestamp`` from graphql-core's coercion message about ``$input`` at ``.timestamp``."""
+    """The argument path (``input.timestamp``) named by a variable coercion message."""
     match = _VARIABLE_PATH.match(message)
     if match is None:
         return None

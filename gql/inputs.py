@@ -51,7 +51,9 @@ class RecordCheckInInput:
     timestamp: datetime | None = strawberry.field(
         default=None, description="When the check-in happened; default now."
     )
-    description: str = strawberry.field(default="Checked in", description="At most 2,000 characters.")
+    description: str = strawberry.field(
+        default="Checked in", description="At most 2,000 characters."
+    )
     metadata: JSON | None = strawberry.field(default=None, description="A JSON object; default {}.")
 
 

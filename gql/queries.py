@@ -57,5 +57,6 @@ class Query:
         with user_input():
             key = decode_cursor(after) if after is not None else None
             page = await info.context.reader.activity_feed(
-                first=20 if first is None else first, after=key, types=types)
+                first=20 if first is None else first, after=key, types=types
+            )
         return ActivityConnection.from_page(page.items, has_next=page.has_next, after=after)

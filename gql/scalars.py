@@ -37,7 +37,7 @@ def parse_datetime(value: Any) -> datetime:
     return parsed.astimezone(UTC)
 
 
-# Installed with ``StrawberryConfig(scalar_map={datetime: DateTime})``: fields annotate ``datetime``.
+# Installed with StrawberryConfig(scalar_map={datetime: DateTime}): fields annotate datetime.
 DateTime = strawberry.scalar(
     name="DateTime",
     description="An ISO 8601 date-time with a timezone offset; always returned in UTC (Z).",

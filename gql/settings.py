@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     write_wait: float = Field(
         2.0,
         ge=0,
-        description="Seconds a mutation waits for its change to reach the store (read-your-writes).",
+        description="Seconds a mutation waits for its change to reach the store.",
     )
     connection_init_timeout: float = Field(
         5.0, gt=0, description="Seconds a WebSocket client has to send connection_init."

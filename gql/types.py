@@ -9,7 +9,7 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
-from db.models import AlertLevel as _AlertLevel
+from db.models import AlertLevel
 
 from .cursors import encode_cursor
 
@@ -28,8 +28,9 @@ def _dt(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
-AlertLevel = strawberry.enum(
-    _AlertLevel,
+# The stored enum is exposed as is: its values are the GraphQL enum values.
+strawberry.enum(
+    AlertLevel,
     name="AlertLevel",
     description="How worried a dashboard should be about a user, in rising order.",
 )
@@ -109,7 +110,9 @@ class ActivityConnection:
     def from_page(
         cls, items: Sequence[dict[str, Any]], *, has_next: bool, after: str | None
     ) -> ActivityConnection:
-        edges = [ActivityEdge(cursor=encode_cursor(i), node=Activity.from_payload(i)) for i in items]
+        edges = [
+            ActivityEdge(cursor=encode_cursor(i), node=Activity.from_payload(i)) for i in items
+        ]
         return cls(
             edges=edges,
             page_info=PageInfo(

@@ -22,7 +22,7 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Self
 
 import broadcaster
 from broadcaster import Event
@@ -156,7 +156,7 @@ class Broadcast(broadcaster.Broadcast):
         self.max_queue = max_queue
         self._inboxes: dict[str, set[Subscriber]] = {}
         self._locks: dict[str, _ChannelLock] = {}
-        self._listener_task: asyncio.Task[None] | None = None
+        self._listener_runner: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closing = False
 
@@ -170,21 +170,25 @@ class Broadcast(broadcaster.Broadcast):
         """Channels with at least one local subscriber."""
         return len(self._inboxes)
 
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
     async def connect(self) -> None:
         """Connect the backend and start the listener. Raises what the backend raises."""
         await self._backend.connect()
         self._connected.set()
         self._closing = False
-        self._listener_task = asyncio.create_task(self._listener(), name="broadcast-listener")
+        self._listener_runner = asyncio.create_task(self._listener(), name="broadcast-listener")
 
     async def disconnect(self) -> None:
         """Stop the listener, close every subscriber normally, disconnect the backend."""
         self._closing = True
         self._connected.clear()
-        if self._listener_task is not None:
-            self._listener_task.cancel()
+        if self._listener_runner is not None:
+            self._listener_runner.cancel()
             with suppress(asyncio.CancelledError):
-                await self._listener_task
+                await self._listener_runner
         for inboxes in self._inboxes.values():
             for subscriber in inboxes:
                 subscriber.close()
@@ -295,4 +299,5 @@ class Broadcast(broadcaster.Broadcast):
 
     @property
     def backend(self) -> BroadcastBackend:
-        return cast("BroadcastBackend", self._backend)
+        """The backend in use (its ``max_message_bytes`` attribute, if any, limits messages)."""
+        return self._backend

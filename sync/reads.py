@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ActivityPage:
-    """Activity payloads, newest first, and whether more follow. ``source`` is ``store`` or ``db``."""
+    """Activity payloads, newest first, whether more follow, and ``source``: store or db."""
 
     items: Sequence[dict[str, Any]]
     has_next: bool
@@ -100,7 +100,9 @@ class Reader:
                 session, user_id=user_id, first=first, after=after, types=types
             )
         return ActivityPage(
-            items=[outbox.activity_payload(r) for r in rows.rows], has_next=rows.has_next, source="db"
+            items=[outbox.activity_payload(r) for r in rows.rows],
+            has_next=rows.has_next,
+            source="db",
         )
 
     async def activity_feed(
@@ -114,5 +116,7 @@ class Reader:
         async with self._sessions() as session:
             rows = await activities.feed(session, first=first, after=after, types=types)
         return ActivityPage(
-            items=[outbox.activity_payload(r) for r in rows.rows], has_next=rows.has_next, source="db"
+            items=[outbox.activity_payload(r) for r in rows.rows],
+            has_next=rows.has_next,
+            source="db",
         )

@@ -192,8 +192,8 @@ class Relay:
         await self._channels.publish(event)
 
     def _retry_delay(self, attempts: int) -> float:
-        delay = min(self.retry_max, self.retry_base * (2 ** min(attempts, 30)))
-        return delay * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not crypto
+        delay = min(self.retry_max, self.retry_base * 2.0 ** min(attempts, 30))
+        return delay * random.uniform(0.5, 1.5)
 
     async def _record(
         self, published: Sequence[int], failed: Sequence[tuple[OutboxEntry, BaseException]]

@@ -26,7 +26,9 @@ RECENT = """query($u: String!, $first: Int, $after: String, $types: [String!]) {
 async def _row_counts(services: Services) -> dict[str, int]:
     async with services.sessions() as session:
         return {
-            model.__tablename__: int(await session.scalar(select(func.count()).select_from(model)) or 0)
+            model.__tablename__: int(
+                await session.scalar(select(func.count()).select_from(model)) or 0
+            )
             for model in (Activity, UserStatus, OutboxEntry, UserSequence)
         }
 

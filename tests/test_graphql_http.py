@@ -115,7 +115,13 @@ async def test_recent_activities_paginates_newest_first(graphql: GraphQLClient) 
         stamp = (base + timedelta(minutes=i)).isoformat()
         await graphql.data(
             ADD,
-            {"input": {"userId": "u1", "type": "note" if i % 2 else "check_in", "timestamp": stamp}},
+            {
+                "input": {
+                    "userId": "u1",
+                    "type": "note" if i % 2 else "check_in",
+                    "timestamp": stamp,
+                }
+            },
         )
     seen: list[int] = []
     after = None
@@ -144,7 +150,7 @@ async def test_cursor_is_stable_under_concurrent_inserts(graphql: GraphQLClient)
     page = (await graphql.data(RECENT, {"u": "u1", "first": 2}))["recentActivities"]
     assert [e["node"]["seq"] for e in page["edges"]] == [4, 3]
     # Newer activities arrive between page requests; the next page is unaffected.
-    for i in range(3):
+    for _ in range(3):
         await graphql.data(ADD, {"input": {"userId": "u1", "type": "note"}})
     rest = (
         await graphql.data(RECENT, {"u": "u1", "first": 10, "after": page["pageInfo"]["endCursor"]})
@@ -155,7 +161,9 @@ async def test_cursor_is_stable_under_concurrent_inserts(graphql: GraphQLClient)
 async def test_activity_feed_spans_users(graphql: GraphQLClient) -> None:
     for user in ("a", "b", "c"):
         await graphql.data(ADD, {"input": {"userId": user, "type": "note"}})
-    data = await graphql.data("{ activityFeed(first: 2) { edges { node { userId } } pageInfo { hasNextPage } } }")
+    data = await graphql.data(
+        "{ activityFeed(first: 2) { edges { node { userId } } pageInfo { hasNextPage } } }"
+    )
     assert [e["node"]["userId"] for e in data["activityFeed"]["edges"]] == ["c", "b"]
     assert data["activityFeed"]["pageInfo"]["hasNextPage"] is True
 

@@ -91,9 +91,9 @@ async def test_activity_added_and_status_changed(
         await proto.subscribe("a", ACTIVITY_ADDED, {"u": "u1"})
         await proto.subscribe("s", STATUS_CHANGED, {"u": "u1"})
         await _wait_subscribed(app, 1)
-        wrote = (
-            await graphql.data(CHECK_IN, {"input": {"userId": "u1", "intervalSeconds": 60}})
-        )["recordCheckIn"]
+        wrote = (await graphql.data(CHECK_IN, {"input": {"userId": "u1", "intervalSeconds": 60}}))[
+            "recordCheckIn"
+        ]
         received: dict[str, dict[str, Any]] = {}
         for _ in range(2):
             message = await proto.receive()

@@ -39,4 +39,6 @@ def create_store(url: str, *, window: int = DEFAULT_WINDOW) -> RealtimeStore | N
         from .redis import RedisStore
 
         return RedisStore(url, window=window)
-    raise ValueError(f"unsupported REALTIME_URL scheme {parsed.scheme!r}; use memory:// or redis://")
+    raise ValueError(
+        f"unsupported REALTIME_URL scheme {parsed.scheme!r}; use memory:// or redis://"
+    )

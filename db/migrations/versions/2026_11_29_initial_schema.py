@@ -52,8 +52,13 @@ def upgrade() -> None:
         sa.Column(
             "alert_level",
             sa.Enum(
-                "NONE", "WARNING", "ALERT", "EMERGENCY",
-                name="alert_level", native_enum=False, length=16,
+                "NONE",
+                "WARNING",
+                "ALERT",
+                "EMERGENCY",
+                name="alert_level",
+                native_enum=False,
+                length=16,
             ),
             nullable=False,
         ),
