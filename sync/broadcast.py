@@ -14,6 +14,9 @@ broadcaster 0.3.1 has four defects this subclass fixes:
   backend with capped exponential backoff.
 * ``publish`` failures and outages are silent. Here :attr:`Broadcast.healthy`
   says whether the listener is connected, for readiness checks.
+
+Its Redis and PostgreSQL backends are replaced too: :meth:`Broadcast._create_backend`
+picks ours from :mod:`sync.backends`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Self
 import broadcaster
 from broadcaster import Event
 from broadcaster._base import Unsubscribed
+
+from .backends import create_backend
 
 if TYPE_CHECKING:
     from broadcaster._backends.base import BroadcastBackend
@@ -140,7 +145,8 @@ class Broadcast(broadcaster.Broadcast):
     """Publish/subscribe over a broadcaster backend, chosen by URL or passed in.
 
     Args:
-        url: ``memory://``, ``redis://host:port/db`` or ``postgres://...``.
+        url: ``memory://``, ``redis://host:port/db[?prefix=...]`` or
+            ``postgres://...``; see :func:`sync.backends.create_backend`.
         backend: a pre-built backend instead of ``url`` (tests use this).
         max_queue: events one subscriber may have unread before it is cut off.
     """
@@ -159,6 +165,9 @@ class Broadcast(broadcaster.Broadcast):
         self._listener_runner: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closing = False
+
+    def _create_backend(self, url: str) -> BroadcastBackend:
+        return create_backend(url)
 
     @property
     def healthy(self) -> bool:
