@@ -15,6 +15,7 @@ from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from db import create_engine, create_session_factory
+from db.leases import relay_lease
 from sync import Broadcast, Channels, Reader, Relay, create_store
 
 from .context import Services, get_context
@@ -40,6 +41,11 @@ def _lifespan(settings: Settings) -> Any:
                     Broadcast(settings.broadcast_url, max_queue=settings.subscriber_queue)
                 )
                 channels = Channels(broadcast, sessions=sessions)
+                # PostgreSQL: instances share the database, and only the holder
+                # of this lease relays. SQLite: None, the one process relays.
+                lease = relay_lease(settings.database_url)
+                if lease is not None:
+                    await stack.enter_async_context(lease)
                 relay = await stack.enter_async_context(
                     Relay(
                         sessions=sessions,
@@ -48,6 +54,7 @@ def _lifespan(settings: Settings) -> Any:
                         batch_size=settings.relay_batch_size,
                         poll_interval=settings.relay_poll_interval,
                         retention=settings.outbox_retention,
+                        lease=lease,
                     )
                 )
                 services = Services(
@@ -78,7 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         GET from a browser, and WebSockets with the ``graphql-transport-ws``
         and legacy ``graphql-ws`` subprotocols.
         ``/healthz``: the process is up. ``/readyz``: database, store and
-        broker each answer; 503 otherwise.
+        broker each answer; 503 otherwise. Its body is
+        ``{"ready": bool, "checks": {"database", "store", "broker", "relay": bool},
+        "relay_leader": bool}``; ``relay_leader`` tells which instance relays
+        the outbox and does not affect readiness.
     """
     settings = settings or Settings()
     app = FastAPI(title="checkin-realtime", lifespan=_lifespan(settings))
@@ -106,7 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "relay": services.relay.running,
         }
         ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        body = {"ready": ready, "checks": checks, "relay_leader": services.relay.leading}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     return app
 
