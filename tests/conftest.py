@@ -27,6 +27,7 @@ from httpx_ws.transport import ASGIWebSocketTransport
 from redis import Redis
 
 from db.migrate import upgrade
+from db.models import Base
 from gql import Settings, create_app
 from gql.context import Services
 
@@ -46,20 +47,18 @@ POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def run_async(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to completion on a private loop in a thread (for sync fixtures).
+def in_thread(function: Callable[[], T]) -> T:
+    """Call ``function`` in a thread of its own and return its result.
 
-    A thread keeps ``asyncio.run`` away from the loop pytest-asyncio manages.
+    Sync fixtures may run inside pytest-asyncio's loop (when an async fixture
+    asks for them), where ``asyncio.run`` is not allowed; a thread has no loop.
     """
     result: list[T] = []
     errors: list[BaseException] = []
 
     def target() -> None:
-        async def main() -> T:
-            return await factory()
-
         try:
-            result.append(asyncio.run(main()))
+            result.append(function())
         except BaseException as exc:
             errors.append(exc)
 
@@ -71,16 +70,25 @@ def run_async(factory: Callable[[], Awaitable[T]]) -> T:
     return result[0]
 
 
+def run_async(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion on a private loop (for sync fixtures)."""
+
+    async def main() -> T:
+        return await factory()
+
+    return in_thread(lambda: asyncio.run(main()))
+
+
 def postgres_url_for(database: str, scheme: str = "postgresql+asyncpg") -> str:
     """``TEST_POSTGRES_URL`` pointed at ``database``, with ``scheme``."""
     parts = urlsplit(POSTGRES_URL)
     return urlunsplit(parts._replace(scheme=scheme, path="/" + database))
 
 
-async def _admin(sql: str) -> None:
+async def _admin(sql: str, *, database: str = "postgres") -> None:
     import asyncpg
 
-    conn = await asyncpg.connect(postgres_url_for("postgres", "postgresql"), timeout=5)
+    conn = await asyncpg.connect(postgres_url_for(database, "postgresql"), timeout=5)
     try:
         await conn.execute(sql)
     finally:
@@ -127,14 +135,37 @@ def postgres_server() -> Iterator[PostgresServer]:
     run_async(lambda: _admin(f'CREATE DATABASE "{template}" TEMPLATE template0'))
     server = PostgresServer(template)
     try:
-        upgrade(postgres_url_for(template))
+        in_thread(lambda: upgrade(postgres_url_for(template)))
         yield server
     finally:
         server.drop(template)
 
 
+@pytest.fixture(scope="session")
+def shared_postgres_database(postgres_server: PostgresServer) -> Iterator[str]:
+    name = postgres_server.create()
+    try:
+        yield name
+    finally:
+        postgres_server.drop(name)
+
+
 @pytest.fixture
-def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+def postgres_url(shared_postgres_database: str) -> str:
+    """A migrated database with empty tables: ``postgresql+asyncpg://...``.
+
+    One database serves the tests of a run, one after the other, and is
+    emptied before each: cloning a database per test costs ~0.3 s.
+    """
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    run_async(
+        lambda: _admin(f"TRUNCATE {tables} RESTART IDENTITY", database=shared_postgres_database)
+    )
+    return postgres_url_for(shared_postgres_database)
+
+
+@pytest.fixture
+def private_postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """A migrated database of this test's own: ``postgresql+asyncpg://...``."""
     name = postgres_server.create()
     try:
