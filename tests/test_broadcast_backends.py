@@ -57,44 +57,36 @@ def test_backend_is_chosen_by_scheme() -> None:
     )
 
 
-def _stock(prefix: str) -> BroadcastBackend:
-    # The stock backend knows no prefix; the channel name below carries it instead.
-    return StockRedisBackend(REDIS_URL)
-
-
-def _ours(prefix: str) -> BroadcastBackend:
-    return RedisBackend(redis_url(prefix))
-
-
-@pytest.mark.parametrize(
-    "make_backend",
-    [
-        pytest.param(_ours, id="ours"),
-        pytest.param(
-            _stock,
-            id="broadcaster-stock",
-            marks=pytest.mark.xfail(
-                reason="broadcaster 0.3.1 + redis-py 8: first subscriber gets nothing",
-                raises=TimeoutError,
-                strict=True,
-            ),
-        ),
-    ],
-)
-async def test_first_subscriber_of_a_fresh_redis_channel_gets_the_first_event(
-    redis_prefix: str, make_backend: Callable[[str], BroadcastBackend]
-) -> None:
-    broadcast = Broadcast(backend=make_backend(redis_prefix))
-    channel = f"{redis_prefix}fresh-{secrets.token_hex(4)}"
+async def _first_event_arrives(backend: BroadcastBackend, channel: str) -> bool:
+    """Whether the first subscriber of ``channel`` receives the first event published on it."""
+    broadcast = Broadcast(backend=backend)
     try:
         await broadcast.connect()
         async with broadcast.subscribe(channel) as subscriber:
             await broadcast.publish(channel, "first")
-            assert await _next(subscriber, timeout=2.0) == "first"
+            try:
+                return await _next(subscriber, timeout=1.0) == "first"
+            except TimeoutError:
+                return False
     finally:
         await broadcast.disconnect()
-        # The stock backend cancels its reader without waiting for it.
+        # The stock backend cancels its reader task without waiting for it.
         await asyncio.sleep(0)
+
+
+async def test_first_subscriber_of_a_fresh_redis_channel_gets_the_first_event(
+    redis_prefix: str,
+) -> None:
+    channel = f"fresh-{secrets.token_hex(4)}"
+    assert await _first_event_arrives(RedisBackend(redis_url(redis_prefix)), channel)
+
+
+async def test_stock_redis_backend_still_loses_the_first_event(redis_prefix: str) -> None:
+    # Why sync/backends/redis.py exists: broadcaster 0.3.1 with redis-py 8
+    # delivers nothing to the first subscriber. When this fails, broadcaster
+    # has been fixed and our backend may be reconsidered.
+    channel = f"{redis_prefix}fresh-{secrets.token_hex(4)}"  # the stock backend has no prefix
+    assert not await _first_event_arrives(StockRedisBackend(REDIS_URL), channel)
 
 
 @pytest.fixture(params=["redis", "pg"])
