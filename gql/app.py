@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -16,7 +16,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 
 from db import create_engine, create_session_factory
 from db.leases import relay_lease
-from sync import Broadcast, Channels, Reader, Relay, create_store
+from sync import Broadcast, Channels, Reader, RealtimeStore, Relay, create_store
 
 from .context import Services, get_context
 from .schema import create_schema
@@ -64,7 +64,11 @@ def _lifespan(settings: Settings) -> Any:
                     broadcast=broadcast,
                     channels=channels,
                     relay=relay,
-                    reader=Reader(sessions=sessions, store=store),
+                    reader=Reader(
+                        sessions=sessions,
+                        store=store,
+                        store_current=_store_current(store, relay),
+                    ),
                 )
                 app.state.services = services
                 try:
@@ -120,6 +124,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return app
+
+
+def _store_current(store: RealtimeStore | None, relay: Relay) -> Callable[[], bool]:
+    """A process-local store is current only where the relay runs (see RealtimeStore.shared)."""
+    if store is None or store.shared:
+        return lambda: True
+    return lambda: relay.leading
 
 
 async def _database_ok(services: Services) -> bool:

@@ -198,6 +198,9 @@ class Relay:
             logger.warning("could not try the relay lease: %r", exc)
             return False
         self._last_lease_check = loop.time()
+        if acquired and self._store is not None and not self._store.shared:
+            # Another holder may have relayed changes this process never saw.
+            await self._store.forget()
         return acquired
 
     async def _run(self) -> None:

@@ -8,13 +8,15 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import asyncpg
+import httpx
 import pytest
 
 from db import SessionFactory, activities, create_engine, create_session_factory, outbox, utcnow
 from db.leases import RelayLease, relay_lease
+from gql import Settings, create_app
 from sync import Broadcast, ChangeEvent, Channels, Relay
 
-from .conftest import postgres_url_for
+from .conftest import GraphQLClient, postgres_url_for
 
 
 class RecordingChannels(Channels):
@@ -179,3 +181,38 @@ async def test_lease_moves_when_the_leader_loses_its_connection(
     assert {e.outbox_id for e in new.published} == set(ids)
     assert len(new.published) == len(ids)
     assert not old.relay.leading
+
+
+async def test_a_process_local_store_is_read_only_where_the_relay_runs(
+    postgres_url: str,
+) -> None:
+    settings = Settings(
+        database_url=postgres_url,
+        realtime_url="memory://",
+        broadcast_url="memory://",
+        relay_poll_interval=0.05,
+    )
+    update = (
+        "mutation($u: String!, $l: AlertLevel!) "
+        "{ updateUserStatus(input: {userId: $u, alertLevel: $l}) { version } }"
+    )
+    status = "query($u: String!) { userStatus(userId: $u) { version } }"
+    first, second = create_app(settings), create_app(settings)
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(first.router.lifespan_context(first))
+        await _until(lambda: first.state.services.relay.leading, 5.0)
+        await stack.enter_async_context(second.router.lifespan_context(second))
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+            )
+            for app in (first, second)
+        ]
+        leader, follower = (GraphQLClient(http) for http in clients)
+        assert not second.state.services.relay.leading
+        await leader.data(update, {"u": "u1", "l": "WARNING"})
+        assert (await follower.data(status, {"u": "u1"}))["userStatus"]["version"] == 1
+        await leader.data(update, {"u": "u1", "l": "ALERT"})
+        # The follower's own memory store never hears of the second change.
+        assert (await follower.data(status, {"u": "u1"}))["userStatus"]["version"] == 2
+        assert (await leader.data(status, {"u": "u1"}))["userStatus"]["version"] == 2

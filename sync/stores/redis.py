@@ -56,6 +56,8 @@ class RedisStore(RealtimeStore):
         StoreUnavailable: Redis could not be reached or kept failing.
     """
 
+    shared = True
+
     def __init__(
         self,
         url: str | None = None,
