@@ -151,23 +151,61 @@ async def _resubscribe_and_receive(broadcast: Broadcast, timeout: float) -> floa
             await asyncio.sleep(0.05)
 
 
-async def test_killed_redis_subscriber_connection_is_noticed_and_replaced(
-    redis_prefix: str,
+@pytest.fixture
+async def redis_user(redis_server: str) -> AsyncIterator[tuple[str, str]]:
+    """A Redis ACL user of this test's own, ``(name, password)``; deleted afterwards."""
+    name, password = f"ckt{secrets.token_hex(4)}", secrets.token_hex(8)
+    admin = aioredis.Redis.from_url(redis_server)
+    try:
+        await admin.acl_setuser(
+            name,
+            enabled=True,
+            passwords=[f"+{password}"],
+            keys="*",
+            channels="*",
+            commands=["+@all"],
+        )
+        yield name, password
+    finally:
+        await admin.acl_deluser(name)
+        await admin.aclose()
+
+
+async def test_lost_redis_connection_shows_in_readyz_and_recovers(
+    redis_prefix: str, redis_user: tuple[str, str], tmp_path: Any
 ) -> None:
-    name = f"ckt{secrets.token_hex(4)}"
-    url = redis_url(redis_prefix) + f"&client_name={name}"
-    async with Broadcast(url) as broadcast, broadcast.subscribe("c") as subscriber:
-        admin = aioredis.Redis.from_url(REDIS_URL)
+    name, password = redis_user
+    broker = redis_url(redis_prefix).replace("redis://", f"redis://{name}:{password}@", 1)
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/checkin.db",
+        realtime_url="memory://",
+        broadcast_url=broker,
+        relay_poll_interval=0.05,
+    )
+    await asyncio.to_thread(upgrade, settings.database_url)
+    app = create_app(settings)
+    admin = aioredis.Redis.from_url(REDIS_URL)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
+    ):
+        broadcast: Broadcast = app.state.services.broadcast
         try:
-            clients = await admin.client_list()
-            [victim] = [c for c in clients if c["name"] == name and c["sub"] != "0"]
-            await admin.client_kill_filter(_id=victim["id"])
+            assert (await http.get("/readyz")).status_code == 200
+            async with broadcast.subscribe("c") as subscriber:
+                # Cut this user's connections and keep it from connecting again.
+                await admin.acl_setuser(name, enabled=False)
+                await admin.execute_command("CLIENT", "KILL", "USER", name)
+                with pytest.raises(ChannelDisconnected):
+                    await _next(subscriber)
+            response = await http.get("/readyz")
+            assert response.status_code == 503
+            assert response.json()["checks"]["broker"] is False
         finally:
+            await admin.acl_setuser(name, enabled=True)
             await admin.aclose()
-        with pytest.raises(ChannelDisconnected):
-            await _next(subscriber)
         assert await _resubscribe_and_receive(broadcast, timeout=10.0) < 10.0
-        assert broadcast.healthy
+        assert (await http.get("/readyz")).status_code == 200
 
 
 async def test_postgres_backend_carries_up_to_its_limit(pg_broker_url: str) -> None:
