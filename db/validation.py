@@ -22,6 +22,7 @@ __all__ = [
     "check_description",
     "check_interval",
     "check_metadata",
+    "check_text",
     "check_type",
     "check_user_id",
 ]
@@ -49,8 +50,28 @@ class InvalidInput(ValueError):
         self.reason = reason
 
 
+def check_text(value: str, *, field: str) -> str:
+    """Return ``value`` unless it contains NUL, which PostgreSQL text and JSONB cannot store."""
+    if "\x00" in value:
+        raise InvalidInput(field, "must not contain NUL (\\u0000) characters")
+    return value
+
+
+def _check_json_text(value: object, field: str) -> None:
+    if isinstance(value, str):
+        check_text(value, field=field)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(str(key), field=field)
+            _check_json_text(item, field)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json_text(item, field)
+
+
 def check_user_id(user_id: str, *, field: str = "user_id") -> str:
-    """Return ``user_id`` if it is 1-255 characters, else raise :class:`InvalidInput`."""
+    """Return ``user_id`` if it is 1-255 characters without NUL; else raise InvalidInput."""
+    check_text(user_id, field=field)
     if not user_id or not user_id.strip():
         raise InvalidInput(field, "must not be empty")
     if len(user_id) > USER_ID_MAX_CHARS:
@@ -71,6 +92,7 @@ def check_type(value: str, *, field: str = "type") -> str:
 
 def check_description(value: str, *, field: str = "description") -> str:
     """Return ``value`` if it is at most 2,000 characters."""
+    check_text(value, field=field)
     if len(value) > DESCRIPTION_MAX_CHARS:
         raise InvalidInput(
             field, f"must be at most {DESCRIPTION_MAX_CHARS} characters (got {len(value)})"
@@ -82,6 +104,7 @@ def check_metadata(value: object, *, field: str = "metadata") -> dict[str, Any]:
     """Return ``value`` if it is a JSON object of at most 16 KiB serialised (UTF-8)."""
     if not isinstance(value, dict):
         raise InvalidInput(field, f"must be a JSON object (got {type(value).__name__})")
+    _check_json_text(value, field)
     size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
     if size > METADATA_MAX_BYTES:
         raise InvalidInput(

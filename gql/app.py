@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, ClassVar
 
@@ -16,7 +16,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import text
 
 from db import create_engine, create_session_factory
-from sync import Broadcast, Channels, Reader, Relay, create_store
+from db.leases import relay_lease
+from sync import Broadcast, Channels, Reader, RealtimeStore, Relay, create_store
 from sync.metrics import RelayMetrics
 
 from .auth import AuthenticationError, Authenticator
@@ -46,6 +47,11 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                     Broadcast(settings.broadcast_url, max_queue=settings.subscriber_queue)
                 )
                 channels = Channels(broadcast, sessions=sessions)
+                # PostgreSQL: instances share the database, and only the holder
+                # of this lease relays. SQLite: None, the one process relays.
+                lease = relay_lease(settings.database_url)
+                if lease is not None:
+                    await stack.enter_async_context(lease)
                 relay = await stack.enter_async_context(
                     Relay(
                         metrics=RelayMetrics(registry),
@@ -55,6 +61,7 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                         batch_size=settings.relay_batch_size,
                         poll_interval=settings.relay_poll_interval,
                         retention=settings.outbox_retention,
+                        lease=lease,
                     )
                 )
                 services = Services(
@@ -64,7 +71,11 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                     broadcast=broadcast,
                     channels=channels,
                     relay=relay,
-                    reader=Reader(sessions=sessions, store=store),
+                    reader=Reader(
+                        sessions=sessions,
+                        store=store,
+                        store_current=_store_current(store, relay),
+                    ),
                     authenticator=Authenticator(settings),
                 )
                 app.state.services = services
@@ -86,7 +97,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         GET from a browser, and WebSockets with the ``graphql-transport-ws``
         and legacy ``graphql-ws`` subprotocols.
         ``/healthz``: the process is up. ``/readyz``: database, store and
-        broker each answer; 503 otherwise.
+        broker each answer; 503 otherwise. Its body is
+        ``{"ready": bool, "checks": {"database", "store", "broker", "relay": bool},
+        "relay_leader": bool}``; ``relay_leader`` tells which instance relays
+        the outbox and does not affect readiness.
+        ``/metrics``: Prometheus metrics (see :class:`ServiceMetrics`, :mod:`sync.metrics`).
 
     Security (docs/security.md): an invalid ``Authorization`` header gets 401;
     bodies over ``MAX_BODY_BYTES`` get 413. Without credentials configured
@@ -132,7 +147,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "relay": services.relay.running,
         }
         ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        body = {"ready": ready, "checks": checks, "relay_leader": services.relay.leading}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
@@ -205,6 +221,13 @@ class ServiceMetrics(Collector):
         for name, value in self._values.items():
             family = CounterMetricFamily if name in self.COUNTERS else GaugeMetricFamily
             yield family(name, self.HELP[name], value=value)
+
+
+def _store_current(store: RealtimeStore | None, relay: Relay) -> Callable[[], bool]:
+    """A process-local store is current only where the relay runs (see RealtimeStore.shared)."""
+    if store is None or store.shared:
+        return lambda: True
+    return lambda: relay.leading
 
 
 async def _database_ok(services: Services) -> bool:

@@ -107,14 +107,18 @@ class Settings(SecuritySettings):
 
     database_url: str = Field(
         "sqlite+aiosqlite:///./checkin.db",
-        description="SQLAlchemy async URL of the source of truth.",
+        description="SQLAlchemy async URL of the source of truth: sqlite+aiosqlite:///... "
+        "(one process) or postgresql+asyncpg://... (any number of instances).",
     )
     realtime_url: str = Field(
         "memory://",
-        description="Realtime store: memory:// or redis://...; empty for none (reads hit the DB).",
+        description="Realtime store: memory:// or redis://host:port/db?prefix=...; "
+        "empty for none (reads hit the DB).",
     )
     broadcast_url: str = Field(
-        "memory://", description="Broadcast channels: memory://, redis://... or postgres://..."
+        "memory://",
+        description="Broadcast channels: memory:// (one process), redis://host:port/db?prefix=... "
+        "or postgres://... (postgresql+asyncpg:// is accepted too).",
     )
     store_window: int = Field(100, ge=1, le=10_000, description="Activities kept per user.")
     subscriber_queue: int = Field(

@@ -14,6 +14,9 @@ broadcaster 0.3.1 has four defects this subclass fixes:
   backend with capped exponential backoff.
 * ``publish`` failures and outages are silent. Here :attr:`Broadcast.healthy`
   says whether the listener is connected, for readiness checks.
+
+Its Redis and PostgreSQL backends are replaced too: :meth:`Broadcast._create_backend`
+picks ours from :mod:`sync.backends`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Self
 import broadcaster
 from broadcaster import Event
 from broadcaster._base import Unsubscribed
+
+from .backends import create_backend
 
 if TYPE_CHECKING:
     from broadcaster._backends.base import BroadcastBackend
@@ -165,7 +170,8 @@ class Broadcast(broadcaster.Broadcast):
     """Publish/subscribe over a broadcaster backend, chosen by URL or passed in.
 
     Args:
-        url: ``memory://``, ``redis://host:port/db`` or ``postgres://...``.
+        url: ``memory://``, ``redis://host:port/db[?prefix=...]`` or
+            ``postgres://...``; see :func:`sync.backends.create_backend`.
         backend: a pre-built backend instead of ``url`` (tests use this).
         max_queue: events one subscriber may have unread before it is cut off.
     """
@@ -186,6 +192,9 @@ class Broadcast(broadcaster.Broadcast):
         self._closing = False
         self.overflows = 0
         self.disconnects = 0
+
+    def _create_backend(self, url: str) -> BroadcastBackend:
+        return create_backend(url)
 
     @property
     def healthy(self) -> bool:
@@ -302,14 +311,24 @@ class Broadcast(broadcaster.Broadcast):
         )
         state = self._locks.setdefault(channel, _ChannelLock())
         state.users += 1
+        # Shielded: cancelling a driver mid-command can leave its connection
+        # unusable (redis-py), so a cancelled subscriber lets the registration
+        # finish and then undoes it.
+        registration = asyncio.ensure_future(self._register(channel, subscriber, state))
         try:
-            async with state.lock:
-                inboxes = self._inboxes.get(channel)
-                if inboxes is None:
-                    await self._backend.subscribe(channel)
-                    self._inboxes[channel] = {subscriber}
-                else:
-                    inboxes.add(subscriber)
+            await asyncio.shield(registration)
+        except asyncio.CancelledError:
+            with suppress(BaseException):
+                await registration
+            if (
+                registration.done()
+                and not registration.cancelled()
+                and not registration.exception()
+            ):
+                await asyncio.shield(self._unsubscribe(channel, subscriber, state))
+            else:
+                self._release(channel, state)
+            raise
         except BaseException:
             self._release(channel, state)
             raise
@@ -319,6 +338,15 @@ class Broadcast(broadcaster.Broadcast):
             subscriber.close()
             # Shielded: a cancelled consumer must still release the channel.
             await asyncio.shield(self._unsubscribe(channel, subscriber, state))
+
+    async def _register(self, channel: str, subscriber: Subscriber, state: _ChannelLock) -> None:
+        async with state.lock:
+            inboxes = self._inboxes.get(channel)
+            if inboxes is None:
+                await self._backend.subscribe(channel)
+                self._inboxes[channel] = {subscriber}
+            else:
+                inboxes.add(subscriber)
 
     def _count_overflow(self) -> None:
         self.overflows += 1

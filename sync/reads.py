@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,14 +28,27 @@ class ActivityPage:
 
 
 class Reader:
-    """Answers queries. A store failure is logged and answered from the database."""
+    """Answers queries. A store failure is logged and answered from the database.
 
-    def __init__(self, *, sessions: SessionFactory, store: RealtimeStore | None) -> None:
+    Args:
+        store_current: says whether the store may be read right now; an
+            unshared (in-process) store is current only in the process that
+            relays, see :attr:`sync.stores.RealtimeStore.shared`.
+    """
+
+    def __init__(
+        self,
+        *,
+        sessions: SessionFactory,
+        store: RealtimeStore | None,
+        store_current: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._sessions = sessions
         self._store = store
+        self._store_current = store_current
 
     async def _cached(self, user_id: str) -> UserState | None:
-        if self._store is None:
+        if self._store is None or not self._store_current():
             return None
         try:
             return await self._store.get(user_id)
@@ -45,7 +58,7 @@ class Reader:
 
     async def _prime(self, user_id: str) -> UserState | None:
         """Load a snapshot from the database and install it in the store."""
-        if self._store is None:
+        if self._store is None or not self._store_current():
             return None
         async with self._sessions() as session:
             snapshot = await snapshots.load(session, user_id=user_id, limit=self._store.window)

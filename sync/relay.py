@@ -11,6 +11,15 @@ Delivery rules:
 * Store writes are idempotent by sequence number and subscribers drop
   repeated sequence numbers, so an entry relayed twice (a crash between
   publishing and marking) is harmless.
+
+Several instances: with a :class:`db.leases.RelayLease` (PostgreSQL), only the
+process holding the lease relays; the others retry every ``poll_interval``.
+One relay publishes each entry once and each user's entries in order. The
+holder hears other instances' commits through the lease connection, so their
+entries go out without waiting for a poll. A holder whose lease connection
+dies stops between two entries; the next holder starts from what is marked
+published, and whatever the old one published twice is dropped by the rules
+above. Without a lease (SQLite) the relay always runs: one process only.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from types import TracebackType
 from typing import Self
 
 from db import OutboxEntry, SessionFactory, outbox, utcnow
+from db.leases import RelayLease
 
 from .channels import Channels
 from .events import ChangeEvent
@@ -49,6 +59,10 @@ class Relay:
         retry_base, retry_max: backoff in seconds: ``retry_base * 2**attempts``
             capped at ``retry_max``, times a jitter factor in [0.5, 1.5).
         retention: seconds a published entry is kept (replay needs them).
+        lease: when given, relay only while holding it (several instances);
+            the caller closes it.
+        lease_check_interval: seconds between liveness checks of the lease
+            connection while held.
     """
 
     def __init__(
@@ -63,6 +77,8 @@ class Relay:
         retry_max: float = 30.0,
         retention: float = 24 * 3600.0,
         metrics: RelayMetrics | None = None,
+        lease: RelayLease | None = None,
+        lease_check_interval: float = 5.0,
     ) -> None:
         self._sessions = sessions
         self._store = store
@@ -78,6 +94,9 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_prune = 0.0
+        self._lease = lease
+        self.lease_check_interval = lease_check_interval
+        self._last_lease_check = 0.0
 
     _STOP_GRACE = 5.0  # seconds an in-flight round may take to finish on exit
 
@@ -115,6 +134,11 @@ class Relay:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    @property
+    def leading(self) -> bool:
+        """Whether this process relays: no lease is needed, or it holds the lease."""
+        return self._lease is None or self._lease.held
+
     def notify(self) -> None:
         """Ask for a round now (a local write has committed)."""
         self._wake.set()
@@ -125,7 +149,12 @@ class Relay:
         Returns ``True`` when all were published, ``False`` on timeout or when
         an attempt failed (the entry stays pending and is retried). Writers use
         this for read-your-writes through the store; it never raises.
+
+        When another process holds the lease, this polls the entries'
+        ``published_at`` instead, every 10 ms growing to 100 ms.
         """
+        if not self.leading:
+            return await self._poll_published(list(entry_ids), timeout=timeout)
         loop = asyncio.get_running_loop()
         futures = []
         for entry_id in entry_ids:
@@ -146,10 +175,56 @@ class Relay:
                         del self._waiters[entry_id]
         return all(results)
 
+    async def _poll_published(self, entry_ids: list[int], *, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        interval = 0.01
+        while True:
+            try:
+                async with self._sessions() as session:
+                    waiting = await outbox.unpublished(session, entry_ids=entry_ids)
+            except Exception as exc:
+                logger.warning("could not check whether entries were published: %r", exc)
+                return False
+            if not waiting:
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(interval, left))
+            interval = min(interval * 2, 0.1)
+
+    async def _lead(self) -> bool:
+        """Whether to relay this round: take the lease if free, check it now and then."""
+        if self._lease is None:
+            return True
+        loop = asyncio.get_running_loop()
+        if self._lease.held:
+            if loop.time() - self._last_lease_check >= self.lease_check_interval:
+                self._last_lease_check = loop.time()
+                await self._lease.check()
+            return self._lease.held
+        try:
+            acquired = await self._lease.try_acquire(on_notify=self.notify)
+        except Exception as exc:
+            logger.warning("could not try the relay lease: %r", exc)
+            return False
+        self._last_lease_check = loop.time()
+        if acquired and self._store is not None and not self._store.shared:
+            # Another holder may have relayed changes this process never saw.
+            await self._store.forget()
+        return acquired
+
     async def _run(self) -> None:
         delay = self.retry_base
         while not self._stopping:
             self._wake.clear()
+            if not await self._lead():
+                # Another process relays (or the database is away): try again a
+                # poll interval later. Local writes do not wake this loop early;
+                # the holder hears of them through the database.
+                await asyncio.sleep(self.poll_interval)
+                continue
             try:
                 done = await self.run_once()
                 await self._maybe_prune()
@@ -161,10 +236,13 @@ class Relay:
                 continue
             if done >= self.batch_size:
                 continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            except TimeoutError:
-                pass
+            await self._idle()
+
+    async def _idle(self) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+        except TimeoutError:
+            pass
 
     async def run_once(self) -> int:
         """One round: relay what is due. Returns the number of entries claimed."""
@@ -189,6 +267,9 @@ class Relay:
                     # sequence lock). Never publish past it; the next round will.
                     break
                 expected += 1
+                if not self.leading:
+                    # The lease was lost mid-round: the next holder takes it from here.
+                    break
                 try:
                     await self._relay(ChangeEvent.from_entry(entry))
                 except Exception as exc:

@@ -157,3 +157,27 @@ async def test_syntax_and_validation_errors_have_codes(graphql: GraphQLClient) -
     assert parse["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
     invalid = await graphql("{ noSuchField }", status=200)
     assert invalid["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+NUL_CASES = [
+    pytest.param(ADD, _activity(userId="u\x001"), "input.userId", id="user-id"),
+    pytest.param(ADD, _activity(description="a\x00b"), "input.description", id="description"),
+    pytest.param(ADD, _activity(metadata={"k": "a\x00"}), "input.metadata", id="metadata-value"),
+    pytest.param(ADD, _activity(metadata={"k\x00": 1}), "input.metadata", id="metadata-key"),
+]
+
+
+@pytest.mark.parametrize(("query", "variables", "field"), NUL_CASES)
+async def test_nul_characters_are_refused_on_every_backend(
+    graphql: GraphQLClient, services: Services, query: str, variables: dict[str, Any], field: str
+) -> None:
+    # PostgreSQL cannot store NUL in text or JSONB; refuse it everywhere alike.
+    body = await graphql(query, variables)
+    [error] = body["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": field}
+    assert "NUL" in error["message"]
+    assert sum((await _row_counts(services)).values()) == 0
+    status = await graphql(
+        "query($u: String!) { userStatus(userId: $u) { version } }", {"u": "a\x00"}
+    )
+    assert status["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"

@@ -140,3 +140,37 @@ async def test_cancelled_subscriber_still_releases_the_channel() -> None:
         await asyncio.sleep(0)
         assert broadcast.channels == 0
         assert backend._subscribed == set()
+
+
+class InterruptibleBackend(SlowSubscribeBackend):
+    """Records whether a subscribe was interrupted half-way, as a cancelled driver call is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted = 0
+
+    async def subscribe(self, channel: str) -> None:
+        try:
+            await super().subscribe(channel)
+        except asyncio.CancelledError:
+            self.interrupted += 1
+            raise
+
+
+async def test_cancel_during_backend_subscribe_never_interrupts_the_driver() -> None:
+    backend = InterruptibleBackend()
+    async with Broadcast(backend=backend) as broadcast:
+
+        async def dashboard() -> None:
+            async with broadcast.subscribe("c"):
+                await asyncio.sleep(10)
+
+        task = asyncio.create_task(dashboard())
+        await asyncio.sleep(0.01)  # inside the backend's subscribe
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert backend.interrupted == 0
+        assert backend.subscribe_calls == 1
+        assert backend._subscribed == set()
+        assert broadcast.channels == 0

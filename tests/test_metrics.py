@@ -38,4 +38,5 @@ async def test_readyz_reports_each_dependency(client: httpx.AsyncClient) -> None
     assert response.json() == {
         "ready": True,
         "checks": {"database": True, "store": True, "broker": True, "relay": True},
+        "relay_leader": True,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from db.models import Base
@@ -12,6 +13,11 @@ from db.sessions import create_engine
 
 config = context.config
 target_metadata = Base.metadata
+
+# Instances started together all migrate on start-up; on PostgreSQL they take
+# turns under this transaction-level advisory lock, and the later ones find the
+# schema at head already. (SQLite serves a single process.)
+MIGRATION_LOCK_KEY = 0x636B696E6D696772  # "ckinmigr"
 
 
 def _run(connection: Connection) -> None:
@@ -22,6 +28,10 @@ def _run(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
         context.run_migrations()
 
 

@@ -27,7 +27,14 @@ class RealtimeStore(abc.ABC):
 
     Args:
         window: activities kept per user, newest first.
+
+    Attributes:
+        shared: whether every instance reads and writes the same data (Redis),
+            or only this process sees it (memory). Only the relaying process
+            keeps an unshared store current, so others must not read it.
     """
+
+    shared = False
 
     def __init__(self, *, window: int = DEFAULT_WINDOW) -> None:
         if window < 1:
