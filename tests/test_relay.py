@@ -179,3 +179,23 @@ async def test_relay_never_publishes_past_a_gap_in_the_claimed_batch(
             assert await _pending(sessions) == []
             events = aiter(stream)
             assert [(await anext(events)).seq for _ in range(3)] == [1, 2, 3]
+
+
+async def test_published_entries_are_pruned_after_retention_pending_ones_never(
+    sessions: SessionFactory,
+) -> None:
+    store = FlakyStore()
+    store.down_for.add("sick")
+    await _add(sessions, "well", 2)
+    await _add(sessions, "sick", 1)
+    async with Broadcast("memory://") as broadcast:
+        channels = Channels(broadcast, sessions=sessions)
+        relay = Relay(sessions=sessions, store=store, channels=channels, retention=0.0)
+        await relay.run_once()
+        count, oldest = await relay.backlog()
+        assert count == 1
+        assert oldest > 0
+        await relay._maybe_prune()
+    async with sessions() as session:
+        left = [(e.user_id, e.seq) for e in await session.scalars(select(OutboxEntry))]
+    assert left == [("sick", 1)]
