@@ -19,9 +19,9 @@ from . import outbox
 from .models import Activity, OutboxKind, utcnow
 from .validation import (
     InvalidInput,
-    check_aware,
     check_description,
     check_metadata,
+    check_not_future,
     check_type,
     check_user_id,
 )
@@ -85,7 +85,7 @@ async def add(
     check_description(description)
     metadata = check_metadata({} if metadata is None else metadata)
     if timestamp is not None:
-        check_aware(timestamp, field="timestamp")
+        check_not_future(timestamp, field="timestamp", now=utcnow())
     if seq is None:
         seq = await outbox.next_seq(session, user_id=user_id)
     # Stamped after the sequence lock, so that stamps follow sequence order.

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import activities, outbox, statuses
 from .models import Activity, AlertLevel, UserStatus, utcnow
-from .validation import check_aware, check_interval, check_user_id
+from .validation import check_interval, check_not_future, check_user_id
 
 __all__ = ["CHECK_IN_TYPE", "record"]
 
@@ -38,7 +38,7 @@ async def record(
     check_user_id(user_id)
     check_interval(interval_seconds)
     if at is not None:
-        check_aware(at, field="timestamp")
+        check_not_future(at, field="timestamp", now=utcnow())
     at = at or utcnow()
     activity = await activities.add(
         session,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "check_description",
     "check_interval",
     "check_metadata",
+    "check_not_future",
     "check_text",
     "check_type",
     "check_user_id",
@@ -31,6 +32,8 @@ USER_ID_MAX_CHARS = 255
 DESCRIPTION_MAX_CHARS = 2_000
 METADATA_MAX_BYTES = 16 * 1024
 TYPE_PATTERN = re.compile(r"[a-z0-9_.-]{1,64}")
+# How far ahead of the server's clock an event's own time may be.
+FUTURE_SKEW = timedelta(minutes=5)
 # Ten years: a longer interval is a unit mistake (milliseconds sent as seconds).
 INTERVAL_MAX_SECONDS = 10 * 365 * 24 * 3600
 
@@ -51,9 +54,14 @@ class InvalidInput(ValueError):
 
 
 def check_text(value: str, *, field: str) -> str:
-    """Return ``value`` unless it contains NUL, which PostgreSQL text and JSONB cannot store."""
+    """Return ``value`` if it is storable text: no NUL (PostgreSQL text and JSONB
+    cannot hold it) and no lone UTF-16 surrogate (not encodable as UTF-8)."""
     if "\x00" in value:
         raise InvalidInput(field, "must not contain NUL (\\u0000) characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(field, "must be valid Unicode (a lone surrogate was found)") from None
     return value
 
 
@@ -105,7 +113,13 @@ def check_metadata(value: object, *, field: str = "metadata") -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInput(field, f"must be a JSON object (got {type(value).__name__})")
     _check_json_text(value, field)
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        # NaN and Infinity are not JSON (RFC 8259 section 6); storing them would
+        # make every later response that includes this activity invalid JSON.
+        raise InvalidInput(field, "must not contain NaN or Infinity") from None
+    size = len(text.encode())
     if size > METADATA_MAX_BYTES:
         raise InvalidInput(
             field, f"must be at most {METADATA_MAX_BYTES} bytes serialised (got {size})"
@@ -117,6 +131,23 @@ def check_aware(value: datetime, *, field: str) -> datetime:
     """Return ``value`` if it carries a UTC offset (naive times are ambiguous)."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(field, "must include a timezone offset, e.g. 2026-01-01T00:00:00Z")
+    return value
+
+
+def check_not_future(value: datetime, *, field: str, now: datetime) -> datetime:
+    """Return ``value`` unless it lies more than 5 minutes after ``now`` (clock skew allowed).
+
+    When something happened cannot be in the future: a check-in dated next
+    year would silence alerts until then, and a future activity would stay at
+    the top of every feed.
+    """
+    check_aware(value, field=field)
+    if value - now > FUTURE_SKEW:
+        raise InvalidInput(
+            field,
+            f"must not be more than {int(FUTURE_SKEW.total_seconds())} seconds in the future "
+            f"(got {value.isoformat()}, server time {now.isoformat()})",
+        )
     return value
 
 

@@ -13,6 +13,8 @@ from pydantic import ValidationError
 
 __all__ = ["main"]
 
+SHUTDOWN_GRACE_SECONDS = 10
+
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -41,6 +43,9 @@ def _serve(args: argparse.Namespace) -> int:
         lifespan="on",
         # uvicorn refuses longer frames itself (close 1009) before buffering them.
         ws_max_size=settings.max_ws_frame_bytes,
+        # A client that stalls mid-request must not hold a shutdown (or a
+        # deploy) hostage: after this many seconds open connections are dropped.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
     return 0
 

@@ -70,8 +70,10 @@ class Subscriber:
     Args:
         max_queue: unread events allowed; one more ends the subscription with
             :class:`SubscriberOverflow`.
-        conflate: keep only the newest unread event instead (for channels whose
-            events are full snapshots, where the latest supersedes the rest).
+        conflate: on overflow, keep only the newest event instead of ending
+            the subscription (for channels whose events are full snapshots,
+            where the latest supersedes the rest). A subscriber that keeps up
+            still gets every event.
     """
 
     def __init__(
@@ -103,7 +105,7 @@ class Subscriber:
         """Queue ``event`` without blocking; overflow ends the subscription."""
         if self._closed:
             return
-        if self._conflate:
+        if self._conflate and self._queue.qsize() >= self._max_queue:
             while not self._queue.empty():
                 self._queue.get_nowait()
                 self.dropped += 1

@@ -203,8 +203,10 @@ class Channels:
     ) -> AsyncIterator[EventStream]:
         """Subscribe to ``user_id``'s events of ``kind``, replaying those after ``after`` first.
 
-        Status channels conflate: a subscriber that falls behind gets the
-        newest snapshot, never an overflow. Activity channels are bounded FIFOs.
+        Status channels conflate: a subscriber more than the inbox size behind
+        skips to the newest snapshot (its ``seq`` jumps) instead of being cut
+        off; one that keeps up gets every change. Activity channels are
+        bounded FIFOs that end with an overflow.
 
         Raises:
             ChannelDisconnected: the broker is unreachable.

@@ -57,6 +57,27 @@ WRITE_CASES = [
         ADD, _activity(timestamp="yesterday"), "input.timestamp", "ISO 8601", id="unparseable"
     ),
     pytest.param(
+        ADD, _activity(timestamp="2999-01-01T00:00:00Z"), "input.timestamp", "future", id="future"
+    ),
+    pytest.param(
+        ADD,
+        {"input": {"userId": "u1", "type": "note", "metadata": {"a": float("nan")}}},
+        "input.metadata",
+        "NaN",
+        id="metadata-nan",
+    ),
+    pytest.param(
+        ADD,
+        {"input": {"userId": "u1", "type": "note", "metadata": {"a": [float("inf")]}}},
+        "input.metadata",
+        "Infinity",
+        id="metadata-infinity",
+    ),
+    pytest.param(ADD, _activity(userId="\ud800"), "input.userId", "surrogate", id="surrogate-id"),
+    pytest.param(
+        ADD, _activity(metadata={"\ud800": 1}), "input.metadata", "surrogate", id="surrogate-key"
+    ),
+    pytest.param(
         CHECK_IN,
         {"input": {"userId": "u1", "intervalSeconds": -1}},
         "input.intervalSeconds",
@@ -76,6 +97,13 @@ WRITE_CASES = [
         "input.timestamp",
         "timezone",
         id="check-in-naive",
+    ),
+    pytest.param(
+        CHECK_IN,
+        {"input": {"userId": "u1", "intervalSeconds": 60, "timestamp": "2999-01-01T00:00:00Z"}},
+        "input.timestamp",
+        "future",
+        id="check-in-future",
     ),
     pytest.param(
         UPDATE,

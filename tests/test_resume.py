@@ -115,7 +115,7 @@ async def test_cursor_ahead_of_the_stream_is_expired(app: FastAPI, graphql: Grap
 
 
 async def test_status_subscribers_conflate_instead_of_overflowing() -> None:
-    async with Broadcast("memory://", max_queue=2) as broadcast:
+    async with Broadcast("memory://", max_queue=3) as broadcast:
         async with broadcast.subscribe("s", conflate=True) as subscriber:
             for i in range(10):
                 await broadcast.publish("s", str(i))
@@ -123,3 +123,27 @@ async def test_status_subscribers_conflate_instead_of_overflowing() -> None:
             assert subscriber.queued == 1
             assert (await subscriber.get()).message == "9"
             assert subscriber.dropped == 9
+            # Within the inbox size nothing is dropped.
+            for i in range(3):
+                await broadcast.publish("s", f"k{i}")
+            await asyncio.sleep(0.01)
+            assert [(await subscriber.get()).message for _ in range(3)] == ["k0", "k1", "k2"]
+
+
+async def test_a_burst_of_status_changes_reaches_a_reading_subscriber(
+    app: FastAPI, graphql: GraphQLClient
+) -> None:
+    async with websocket(app, TRANSPORT_WS) as ws:
+        proto = Protocol(ws, TRANSPORT_WS)
+        await proto.init()
+        await proto.subscribe("s", STATUS_CHANGED, {"u": "u1", "after": 0})
+        await graphql.data(UPDATE, {"input": {"userId": "u1", "alertLevel": "WARNING"}})
+        assert (await proto.next_data("s"))["userStatusChanged"]["seq"] == 1
+        await asyncio.gather(
+            *(
+                graphql.data(UPDATE, {"input": {"userId": "u1", "alertLevel": "ALERT"}})
+                for _ in range(30)
+            )
+        )
+        seqs = [(await proto.next_data("s"))["userStatusChanged"]["seq"] for _ in range(30)]
+        assert seqs == list(range(2, 32))
