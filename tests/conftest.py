@@ -352,7 +352,9 @@ def token(
     sub: str | None = "u1",
     *,
     role: str | None = None,
-    expires_in: float | None = 300,
+    # Module-level tokens are minted at collection: they must outlive the whole
+    # run, slow tests included. Tests of expiry pass their own lifetime.
+    expires_in: float | None = 6 * 3600,
     secret: str = SECRET,
     algorithm: str = "HS256",
     **claims: Any,
