@@ -11,6 +11,10 @@ Delivery rules:
 * Store writes are idempotent by sequence number and subscribers drop
   repeated sequence numbers, so an entry relayed twice (a crash between
   publishing and marking) is harmless.
+* A store that no longer holds a user's earlier changes (a Redis restarted
+  empty, an evicted user) cannot apply the next one to a known state; the
+  relay then primes that user from a database snapshot, so the store
+  converges by itself.
 
 Several instances: with a :class:`db.leases.RelayLease` (PostgreSQL), only the
 process holding the lease relays; the others retry every ``poll_interval``.
@@ -39,6 +43,7 @@ from db.leases import RelayLease
 from .channels import Channels
 from .events import ChangeEvent
 from .metrics import RelayMetrics
+from .resync import prime_user
 from .stores import RealtimeStore
 
 __all__ = ["Relay"]
@@ -292,7 +297,9 @@ class Relay:
 
     async def _relay(self, event: ChangeEvent) -> None:
         if self._store is not None:
-            await self._store.apply(event)
+            state = await self._store.apply(event)
+            if not state.primed:
+                await prime_user(sessions=self._sessions, store=self._store, user_id=event.user_id)
         await self._channels.publish(event)
 
     def _retry_delay(self, attempts: int) -> float:

@@ -10,13 +10,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from db import activities, create_engine, create_session_factory, outbox, statuses
+from db import activities, create_engine, create_session_factory, outbox, snapshots, statuses
 from db.migrate import upgrade
 from db.models import OutboxEntry, OutboxKind
 from db.sessions import SessionFactory
 from sync import Broadcast, ChangeEvent, Channels, Relay
 from sync.channels import user_channel
+from sync.stores import UserState
 from sync.stores.memory import MemoryStore
+from sync.stores.state import from_snapshot
 
 
 class FlakyStore(MemoryStore):
@@ -26,10 +28,10 @@ class FlakyStore(MemoryStore):
         super().__init__()
         self.down_for: set[str] = set()
 
-    async def apply(self, event: ChangeEvent) -> None:
+    async def apply(self, event: ChangeEvent) -> UserState:
         if event.user_id in self.down_for:
             raise ConnectionError("store unreachable")
-        await super().apply(event)
+        return await super().apply(event)
 
 
 @pytest.fixture
@@ -120,6 +122,31 @@ async def test_publish_failure_is_retried_and_the_store_write_is_idempotent(
         again = await store.get("u")
         assert again is not None and again.seq == 1 and again.status == state.status
         assert calls == 2
+
+
+async def test_a_user_the_store_lost_is_primed_again_from_the_database(
+    sessions: SessionFactory,
+) -> None:
+    # A Redis restarted without persistence holds nothing: the next change of a
+    # user must not leave an unprimed state that no read would ever fill.
+    store = MemoryStore()
+    async with Broadcast("memory://") as broadcast:
+        relay = Relay(
+            sessions=sessions, store=store, channels=Channels(broadcast, sessions=sessions)
+        )
+        await _add(sessions, "u", 3)
+        async with sessions.begin() as session:
+            await statuses.update(session, user_id="u", changes={"alert_level": "WARNING"})
+        await relay.run_once()
+        await store.forget()
+        await _add(sessions, "u", 2)
+        await relay.run_once()
+    async with sessions() as session:
+        snapshot = await snapshots.load(session, user_id="u", limit=store.window)
+    state = await store.get("u")
+    assert state is not None and state.primed
+    assert state == from_snapshot(snapshot)
+    assert state.seq == 6 and len(state.activities) == 5 and state.status is not None
 
 
 async def test_wait_published_resolves_for_the_writer(sessions: SessionFactory) -> None:

@@ -98,13 +98,17 @@ class RedisStore(RealtimeStore):
             raise StoreUnavailable("the Redis store is not connected")
         return self._client
 
-    async def apply(self, event: ChangeEvent) -> None:
-        await self._update(event.user_id, lambda current: apply(current, event, window=self.window))
+    async def apply(self, event: ChangeEvent) -> UserState:
+        return await self._update(
+            event.user_id, lambda current: apply(current, event, window=self.window)
+        )
 
     async def prime(self, state: UserState) -> None:
         await self._update(state.user_id, lambda current: prime(current, state))
 
-    async def _update(self, user_id: str, rule: Callable[[UserState | None], UserState]) -> None:
+    async def _update(
+        self, user_id: str, rule: Callable[[UserState | None], UserState]
+    ) -> UserState:
         key = self.key(user_id)
         try:
             async with self.client.pipeline(transaction=True) as pipe:
@@ -115,11 +119,11 @@ class RedisStore(RealtimeStore):
                         updated = rule(current)
                         if updated is current:
                             await pipe.unwatch()  # type: ignore[no-untyped-call]
-                            return
+                            return updated
                         pipe.multi()  # type: ignore[no-untyped-call]
                         pipe.set(key, json.dumps(updated.to_json(), separators=(",", ":")))
                         await pipe.execute()
-                        return
+                        return updated
                     except WatchError:
                         continue
         except RedisError as exc:
