@@ -149,6 +149,42 @@ async def test_a_user_the_store_lost_is_primed_again_from_the_database(
     assert state.seq == 6 and len(state.activities) == 5 and state.status is not None
 
 
+async def test_the_store_keeps_up_with_the_database_while_publishing_fails(
+    sessions: SessionFactory,
+) -> None:
+    # A broker outage holds publishing back; queries read the store, which must
+    # not stop at the first entry that failed to publish.
+    store = MemoryStore()
+    async with Broadcast("memory://") as broadcast:
+        channels = Channels(broadcast, sessions=sessions)
+        relay = Relay(sessions=sessions, store=store, channels=channels, retry_base=10.0)
+
+        async def broker_down(event: ChangeEvent) -> None:
+            raise ConnectionError("broker unreachable")
+
+        channels.publish = broker_down  # type: ignore[method-assign]
+
+        async def store_equals_database() -> UserState:
+            async with sessions() as session:
+                snapshot = await snapshots.load(session, user_id="u", limit=store.window)
+            state = await store.get("u")
+            assert state == from_snapshot(snapshot)
+            return state
+
+        await _add(sessions, "u", 2)
+        await relay.run_once()  # seq 1 fails to publish and holds seq 2 back for ~10 s
+        assert (await store_equals_database()).seq == 2
+        await _add(sessions, "u", 2)
+        await relay.run_once()
+        assert (await store_equals_database()).seq == 4
+        # A store that lost the user meanwhile is primed from the database.
+        await store.forget()
+        await _add(sessions, "u", 1)
+        await relay.run_once()
+        assert (await store_equals_database()).seq == 5
+        assert await _pending(sessions) == [("u", seq) for seq in range(1, 6)]
+
+
 async def test_wait_published_resolves_for_the_writer(sessions: SessionFactory) -> None:
     async with Broadcast("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
