@@ -139,8 +139,11 @@ class PostgresBackend(BroadcastBackend):
         Raises:
             asyncpg.PostgresError: e.g. the payload is 8000 bytes or longer.
             OSError: the server is unreachable.
+            ConnectionError: not connected (e.g. between a lost connection and
+                the reconnect).
         """
-        assert self._pool is not None, "connect() first"
+        if self._pool is None:
+            raise ConnectionError("the PostgreSQL broker is not connected")
         await self._pool.execute("SELECT pg_notify($1, $2)", channel, message)
 
     async def next_published(self) -> Event:
