@@ -298,13 +298,36 @@ class Relay:
             else:
                 self._applied_ahead.pop(user_id, None)
         await self._record(published, failed)
+        for entry, _ in failed:
+            await self._apply_held_back(entry)
         # Entries held back behind a failed one will not go out this round:
         # writers waiting on them should not wait for their timeout.
         done = {entry.id for entry in published}
         self._resolve([entry.id for entry in entries if entry.id not in done], False)
         return len(entries)
 
-    async def _apply_ahead(self, user_id: str, entries: Sequence[OutboxEntry]) -> None:
+    async def _apply_held_back(self, failed: OutboxEntry) -> None:
+        """Apply every entry held back behind ``failed``, claimed this round or not.
+
+        Entries committed while the round ran were held back by the failure
+        without being claimed; their writers are waiting for them. Once they
+        are in the store those writers need not wait any longer: their
+        change is readable, and it will be published when its turn comes.
+        """
+        if self._store is None or not self.leading:
+            return
+        try:
+            async with self._sessions() as session:
+                entries = await outbox.after(
+                    session, user_id=failed.user_id, seq=failed.seq, limit=self.batch_size
+                )
+        except Exception as exc:
+            logger.warning("could not read the entries held back behind %s: %r", failed.id, exc)
+            return
+        applied = await self._apply_ahead(failed.user_id, entries)
+        self._resolve([entry.id for entry in entries if entry.seq <= applied], False)
+
+    async def _apply_ahead(self, user_id: str, entries: Sequence[OutboxEntry]) -> int:
         """Apply entries whose publishing is held back, so that reads stay current.
 
         While the broker is away, the store would otherwise stop at the
@@ -313,10 +336,13 @@ class Relay:
         store then primes the user from the database. Each entry is applied
         ahead once; it is applied again (a no-op) when it is published. A
         store that fails here is left alone: the entry's own attempt retries.
+
+        Returns:
+            The highest seq of the user now applied ahead (0: none).
         """
-        if self._store is None or not self.leading:
-            return
         done = self._applied_ahead.get(user_id, 0)
+        if self._store is None or not self.leading:
+            return done
         for entry in entries:
             if entry.seq <= done:
                 continue
@@ -324,8 +350,9 @@ class Relay:
                 await self._apply(ChangeEvent.from_entry(entry))
             except Exception as exc:
                 logger.debug("store update ahead of publishing failed: %r", exc)
-                return
+                break
             self._applied_ahead[user_id] = done = entry.seq
+        return done
 
     async def _apply(self, event: ChangeEvent) -> None:
         assert self._store is not None

@@ -185,6 +185,36 @@ async def test_the_store_keeps_up_with_the_database_while_publishing_fails(
         assert await _pending(sessions) == [("u", seq) for seq in range(1, 6)]
 
 
+async def test_entries_held_back_unclaimed_reach_the_store_and_free_their_writers(
+    sessions: SessionFactory,
+) -> None:
+    store = MemoryStore()
+    async with Broadcast("memory://") as broadcast:
+        channels = Channels(broadcast, sessions=sessions)
+        relay = Relay(sessions=sessions, store=store, channels=channels, retry_base=10.0)
+
+        async def broker_down(event: ChangeEvent) -> None:
+            raise ConnectionError("broker unreachable")
+
+        channels.publish = broker_down  # type: ignore[method-assign]
+        await _add(sessions, "u", 2)
+        # Seq 2 as if committed while a round ran: held back by the failure, never claimed.
+        async with sessions.begin() as session:
+            await session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.seq == 2)
+                .values(next_attempt_at=datetime.now(UTC) + timedelta(hours=1))
+            )
+        waiting = asyncio.create_task(relay.wait_published([2], timeout=5))
+        await asyncio.sleep(0)
+        started = asyncio.get_running_loop().time()
+        await relay.run_once()
+        assert await waiting is False
+        assert asyncio.get_running_loop().time() - started < 1
+        state = await store.get("u")
+        assert state is not None and state.seq == 2 and len(state.activities) == 2
+
+
 async def test_wait_published_resolves_for_the_writer(sessions: SessionFactory) -> None:
     async with Broadcast("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
