@@ -21,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import pytest
 
 from tests.delivery import DeliveryChecker
 
 from .conftest import ServerFactory
+from .probes import read_while
 from .processes import RedisProcess
 from .workload import Workload, wait_delivered, wait_store_converged
 
@@ -38,35 +38,6 @@ OUTAGE_WRITES_PER_USER = 60  # writes of each user sent before the store is back
 OUTAGE_SECONDS = 5.0
 # A query during the outage may wait for one socket timeout (1 s) at most.
 MAX_QUERY_SECONDS = 1.5
-
-RECENT = """query($u: String!) {
-  recentActivities(userId: $u, first: 5) { edges { node { seq } } }
-}"""
-
-
-async def _query_during(server_url: str, load: Workload, seconds: float) -> list[float]:
-    """Query each user's newest activities in turn for ``seconds``; return the latencies.
-
-    Every answer must include the user's last write that returned before it was sent.
-    """
-    latencies = []
-    started = time.monotonic()
-    async with httpx.AsyncClient(timeout=30) as http:
-        i = 0
-        while time.monotonic() - started < seconds:
-            user = USERS[i % len(USERS)]
-            i += 1
-            last_written = max(load.written[user], default=0)
-            sent = time.monotonic()
-            response = await http.post(server_url, json={"query": RECENT, "variables": {"u": user}})
-            latencies.append(time.monotonic() - sent)
-            body = response.json()
-            assert "errors" not in body, body
-            newest = body["data"]["recentActivities"]["edges"][0]["node"]["seq"]
-            assert newest >= last_written, (user, newest, last_written)
-            await asyncio.sleep(0.05)
-    return latencies
-
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
@@ -88,7 +59,7 @@ async def test_store_outage_loses_nothing_and_the_store_converges(
     else:
         own_redis.pause()
     down_at = time.monotonic()
-    query_latencies = await _query_during(server.graphql_url, load, OUTAGE_SECONDS)
+    query_latencies = await read_while(server.graphql_url, load, OUTAGE_SECONDS)
     if failure == "stopped":
         own_redis.start()
     else:
