@@ -39,6 +39,7 @@ OUTAGE_SECONDS = 5.0
 # A query during the outage may wait for one socket timeout (1 s) at most.
 MAX_QUERY_SECONDS = 1.5
 
+
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("failure", ["stopped", "frozen"])
