@@ -20,7 +20,7 @@ from db.migrate import upgrade
 from gql import Settings, create_app
 from sync import Broadcast, ChannelDisconnected
 from sync.backends import create_backend
-from sync.backends.postgres import PostgresBackend, asyncpg_dsn
+from sync.backends.postgres import LISTEN_APPLICATION_NAME, PostgresBackend, asyncpg_dsn
 from sync.backends.redis import RedisBackend
 
 from .conftest import REDIS_URL, GraphQLClient, postgres_url_for, redis_url, websocket
@@ -304,3 +304,12 @@ async def test_publishing_while_not_connected_is_a_connection_error() -> None:
         await RedisBackend("redis://127.0.0.1:1/0").publish("c", "m")
     with pytest.raises(ConnectionError, match="not connected"):
         await PostgresBackend("postgres://u@127.0.0.1:1/db").publish("c", "m")
+
+
+async def test_the_listen_connection_is_named_in_pg_stat_activity(pg_broker_url: str) -> None:
+    backend = PostgresBackend(pg_broker_url)
+    async with Broadcast(backend=backend):
+        name = await _admin(
+            "SELECT application_name FROM pg_stat_activity WHERE pid = $1", backend.listen_pid
+        )
+    assert name == LISTEN_APPLICATION_NAME
