@@ -22,7 +22,13 @@ from sync import create_store
 from sync.stores.state import from_snapshot
 from tests.delivery import DeliveryChecker
 
-__all__ = ["Workload", "store_differences", "wait_delivered", "wait_store_converged"]
+__all__ = [
+    "Workload",
+    "last_seqs",
+    "store_differences",
+    "wait_delivered",
+    "wait_store_converged",
+]
 
 ADD = """mutation($u: String!, $d: String!) {
   addActivity(input: {userId: $u, type: "note", description: $d, metadata: {n: 1}}) { seq }
@@ -34,7 +40,8 @@ class Workload:
     """``per_user`` activities for each of ``users``, sent to ``urls``.
 
     Args:
-        urls: GraphQL endpoints; a writer whose request fails at the transport
+        urls: GraphQL endpoints; the writers of successive users start on
+            successive URLs. A writer whose request fails at the transport
             level moves on to the next one when ``failover`` is set.
         rate: mutations per second over all writers (``None``: as fast as
             the server answers).
@@ -68,7 +75,10 @@ class Workload:
         started = time.monotonic()
         async with httpx.AsyncClient(timeout=30) as http:
             await asyncio.gather(
-                *(self._writer(http, user, first, last, started) for user in self.users)
+                *(
+                    self._writer(http, user, first, last, started, url_index=n)
+                    for n, user in enumerate(self.users)
+                )
             )
 
     async def reached(self, done: int) -> None:
@@ -77,10 +87,16 @@ class Workload:
             await self._progress.wait_for(lambda: self.done >= done)
 
     async def _writer(
-        self, http: httpx.AsyncClient, user: str, first: int, last: int, started: float
+        self,
+        http: httpx.AsyncClient,
+        user: str,
+        first: int,
+        last: int,
+        started: float,
+        *,
+        url_index: int,
     ) -> None:
         per_writer = None if self.rate is None else self.rate / len(self.users)
-        url_index = 0
         for i in range(first, last):
             if per_writer is not None:
                 due = started + (i - first) / per_writer
@@ -184,3 +200,17 @@ async def wait_delivered(
             break
         await asyncio.sleep(0.05)
     return time.monotonic() - started
+
+
+async def last_seqs(database_url: str, users: Sequence[str]) -> dict[str, int]:
+    """Each user's last committed seq, read from the database."""
+    engine = create_engine(database_url)
+    try:
+        sessions = create_session_factory(engine)
+        result = {}
+        for user in users:
+            async with sessions() as session:
+                result[user] = (await snapshots.load(session, user_id=user, limit=1)).seq
+        return result
+    finally:
+        await engine.dispose()
