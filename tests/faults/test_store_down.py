@@ -40,8 +40,7 @@ OUTAGE_SECONDS = 5.0
 MAX_QUERY_SECONDS = 1.5
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("failure", ["stopped", "frozen"])
 async def test_store_outage_loses_nothing_and_the_store_converges(
     failure: str, own_redis: RedisProcess, private_postgres_url: str, servers: ServerFactory
