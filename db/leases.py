@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 
 from .outbox import NOTIFY_CHANNEL
 
-__all__ = ["RELAY_LOCK_KEY", "RelayLease", "relay_lease"]
+__all__ = ["APPLICATION_NAME", "RELAY_LOCK_KEY", "RelayLease", "relay_lease"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ RELAY_LOCK_KEY = int.from_bytes(
     hashlib.sha256(b"checkin-realtime/outbox-relay").digest()[:8], "big", signed=True
 )
 CHECK_TIMEOUT_SECONDS = 5.0
+# application_name of the lease connection in pg_stat_activity (unless the DSN sets one).
+APPLICATION_NAME = "checkin-realtime relay lease"
 
 
 def relay_lease(database_url: str) -> RelayLease | None:
@@ -105,7 +107,10 @@ class RelayLease:
         import asyncpg
 
         if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(self._dsn)
+            settings = (
+                {} if "application_name" in self._dsn else {"application_name": APPLICATION_NAME}
+            )
+            self._conn = await asyncpg.connect(self._dsn, server_settings=settings)
             self._conn.add_termination_listener(self._on_terminated)
         if not await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key):
             return False

@@ -11,6 +11,13 @@ Delivery rules:
 * Store writes are idempotent by sequence number and subscribers drop
   repeated sequence numbers, so an entry relayed twice (a crash between
   publishing and marking) is harmless.
+* The store does not wait for the broker: entries held back behind one
+  that failed to publish are still applied to the store, so queries see
+  every committed write during a broker outage.
+* A store that no longer holds a user's earlier changes (a Redis restarted
+  empty, an evicted user) cannot apply the next one to a known state; the
+  relay then primes that user from a database snapshot, so the store
+  converges by itself.
 
 Several instances: with a :class:`db.leases.RelayLease` (PostgreSQL), only the
 process holding the lease relays; the others retry every ``poll_interval``.
@@ -39,6 +46,7 @@ from db.leases import RelayLease
 from .channels import Channels
 from .events import ChangeEvent
 from .metrics import RelayMetrics
+from .resync import prime_user
 from .stores import RealtimeStore
 
 __all__ = ["Relay"]
@@ -97,6 +105,8 @@ class Relay:
         self._lease = lease
         self.lease_check_interval = lease_check_interval
         self._last_lease_check = 0.0
+        # Per user, the last seq applied to the store ahead of publishing.
+        self._applied_ahead: dict[str, int] = {}
 
     _STOP_GRACE = 5.0  # seconds an in-flight round may take to finish on exit
 
@@ -258,9 +268,10 @@ class Relay:
         for user_id, user_entries in by_user.items():
             if user_entries[0].seq != heads.get(user_id):
                 # An earlier entry of this user waits for its retry time.
+                await self._apply_ahead(user_id, user_entries)
                 continue
             expected = user_entries[0].seq
-            for entry in user_entries:
+            for i, entry in enumerate(user_entries):
                 if entry.seq != expected:
                     # A gap: the entry in between was committed but was not due when
                     # claimed (its next_attempt_at was stamped before it took the
@@ -281,18 +292,77 @@ class Relay:
                         exc,
                     )
                     failed.append((entry, exc))
+                    await self._apply_ahead(user_id, user_entries[i + 1 :])
                     break
                 published.append(entry)
+            else:
+                self._applied_ahead.pop(user_id, None)
         await self._record(published, failed)
+        for entry, _ in failed:
+            await self._apply_held_back(entry)
         # Entries held back behind a failed one will not go out this round:
         # writers waiting on them should not wait for their timeout.
         done = {entry.id for entry in published}
         self._resolve([entry.id for entry in entries if entry.id not in done], False)
         return len(entries)
 
+    async def _apply_held_back(self, failed: OutboxEntry) -> None:
+        """Apply every entry held back behind ``failed``, claimed this round or not.
+
+        Entries committed while the round ran were held back by the failure
+        without being claimed; their writers are waiting for them. Once they
+        are in the store those writers need not wait any longer: their
+        change is readable, and it will be published when its turn comes.
+        """
+        if self._store is None or not self.leading:
+            return
+        try:
+            async with self._sessions() as session:
+                entries = await outbox.after(
+                    session, user_id=failed.user_id, seq=failed.seq, limit=self.batch_size
+                )
+        except Exception as exc:
+            logger.warning("could not read the entries held back behind %s: %r", failed.id, exc)
+            return
+        applied = await self._apply_ahead(failed.user_id, entries)
+        self._resolve([entry.id for entry in entries if entry.seq <= applied], False)
+
+    async def _apply_ahead(self, user_id: str, entries: Sequence[OutboxEntry]) -> int:
+        """Apply entries whose publishing is held back, so that reads stay current.
+
+        While the broker is away, the store would otherwise stop at the
+        failed entry and queries would miss every later write. Entries held
+        back by a retry time are not claimed, so these may follow a gap: the
+        store then primes the user from the database. Each entry is applied
+        ahead once; it is applied again (a no-op) when it is published. A
+        store that fails here is left alone: the entry's own attempt retries.
+
+        Returns:
+            The highest seq of the user now applied ahead (0: none).
+        """
+        done = self._applied_ahead.get(user_id, 0)
+        if self._store is None or not self.leading:
+            return done
+        for entry in entries:
+            if entry.seq <= done:
+                continue
+            try:
+                await self._apply(ChangeEvent.from_entry(entry))
+            except Exception as exc:
+                logger.debug("store update ahead of publishing failed: %r", exc)
+                break
+            self._applied_ahead[user_id] = done = entry.seq
+        return done
+
+    async def _apply(self, event: ChangeEvent) -> None:
+        assert self._store is not None
+        state = await self._store.apply(event)
+        if not state.primed:
+            await prime_user(sessions=self._sessions, store=self._store, user_id=event.user_id)
+
     async def _relay(self, event: ChangeEvent) -> None:
         if self._store is not None:
-            await self._store.apply(event)
+            await self._apply(event)
         await self._channels.publish(event)
 
     def _retry_delay(self, attempts: int) -> float:

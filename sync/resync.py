@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 from db import SessionFactory, snapshots
 
-from .stores import RealtimeStore
+from .stores import RealtimeStore, UserState
 from .stores.state import from_snapshot
 
-__all__ = ["resync"]
+__all__ = ["prime_user", "resync"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,3 +42,19 @@ async def resync(
         await store.prime(from_snapshot(snapshot))
     logger.info("resynced %d users", len(user_ids))
     return len(user_ids)
+
+
+async def prime_user(*, sessions: SessionFactory, store: RealtimeStore, user_id: str) -> UserState:
+    """Install a database snapshot of ``user_id`` unless the store holds a newer state.
+
+    Returns:
+        The snapshot's state.
+
+    Raises:
+        StoreUnavailable: the store cannot be written.
+    """
+    async with sessions() as session:
+        snapshot = await snapshots.load(session, user_id=user_id, limit=store.window)
+    state = from_snapshot(snapshot)
+    await store.prime(state)
+    return state

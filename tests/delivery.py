@@ -157,16 +157,27 @@ class DeliveryChecker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         async with httpx.AsyncClient(headers=self.headers, timeout=30) as http:
+            url = await self._live_url(http)
             for report in self.reports.values():
-                report.expected = await self._expected(http, report.user_id)
+                report.expected = await self._expected(http, url, report.user_id)
         return Report(list(self.reports.values()))
 
-    async def _expected(self, http: httpx.AsyncClient, user_id: str) -> list[int]:
+    async def _live_url(self, http: httpx.AsyncClient) -> str:
+        """The first URL that answers (an instance may have died during the run)."""
+        for url in self.urls:
+            try:
+                await http.post(url, json={"query": "{ __typename }"})
+            except httpx.TransportError:
+                continue
+            return url
+        raise RuntimeError(f"none of {self.urls} answers")
+
+    async def _expected(self, http: httpx.AsyncClient, url: str, user_id: str) -> list[int]:
         seqs: list[int] = []
         cursor = None
         while True:
             response = await http.post(
-                self.urls[0], json={"query": RECENT, "variables": {"u": user_id, "after": cursor}}
+                url, json={"query": RECENT, "variables": {"u": user_id, "after": cursor}}
             )
             page = response.json()["data"]["recentActivities"]
             seqs += [e["node"]["seq"] for e in page["edges"] if e["node"]["seq"] > self.after]

@@ -14,12 +14,13 @@ from broadcaster._backends.base import BroadcastBackend
 from broadcaster._backends.redis import RedisBackend as StockRedisBackend
 from fastapi import FastAPI
 from redis import asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from db.migrate import upgrade
 from gql import Settings, create_app
 from sync import Broadcast, ChannelDisconnected
 from sync.backends import create_backend
-from sync.backends.postgres import PostgresBackend, asyncpg_dsn
+from sync.backends.postgres import LISTEN_APPLICATION_NAME, PostgresBackend, asyncpg_dsn
 from sync.backends.redis import RedisBackend
 
 from .conftest import REDIS_URL, GraphQLClient, postgres_url_for, redis_url, websocket
@@ -294,3 +295,21 @@ async def test_16_kib_activity_travels_by_reference_over_postgres(pg_app: FastAP
         received = (await proto.next_data("a"))["activityAdded"]
         assert received["seq"] == added["addActivity"]["seq"]
         assert received["metadata"] == metadata
+
+
+async def test_publishing_while_not_connected_is_a_connection_error() -> None:
+    # Between a lost connection and the reconnect the relay keeps publishing; it
+    # must get a connection error to log and retry, not an assertion.
+    with pytest.raises(RedisConnectionError, match="not connected"):
+        await RedisBackend("redis://127.0.0.1:1/0").publish("c", "m")
+    with pytest.raises(ConnectionError, match="not connected"):
+        await PostgresBackend("postgres://u@127.0.0.1:1/db").publish("c", "m")
+
+
+async def test_the_listen_connection_is_named_in_pg_stat_activity(pg_broker_url: str) -> None:
+    backend = PostgresBackend(pg_broker_url)
+    async with Broadcast(backend=backend):
+        name = await _admin(
+            "SELECT application_name FROM pg_stat_activity WHERE pid = $1", backend.listen_pid
+        )
+    assert name == LISTEN_APPLICATION_NAME

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,8 +15,9 @@ from redis.asyncio.client import Pipeline
 
 from db import OutboxKind
 from sync import ChangeEvent, StoreUnavailable, create_store
+from sync.stores._circuit import Circuit
 from sync.stores.memory import MemoryStore
-from sync.stores.redis import RedisStore
+from sync.stores.redis import SOCKET_TIMEOUT_SECONDS, RedisStore
 from sync.stores.state import UserState
 
 from .conftest import redis_url
@@ -204,3 +207,77 @@ async def test_unreachable_redis_raises_store_unavailable() -> None:
 
 async def test_ping_answers_when_redis_is_up(store: RedisStore) -> None:
     assert await store.ping() is True
+
+
+def test_circuit_opens_on_failure_and_lets_one_trial_through_after_the_cooldown() -> None:
+    now = 0.0
+    circuit = Circuit(1.0, clock=lambda: now)
+    assert circuit.allow() and circuit.allow()  # closed: everything goes
+    circuit.failed()
+    assert not circuit.allow()
+    now = 1.0
+    assert circuit.allow()  # the trial
+    assert not circuit.allow()  # the others wait for its outcome
+    circuit.failed()
+    now = 1.5
+    assert not circuit.allow()
+    now = 2.0
+    assert circuit.allow()
+    circuit.abandoned()  # e.g. cancelled: another trial may go
+    assert circuit.allow()
+    circuit.succeeded()
+    assert circuit.closed and circuit.allow() and circuit.allow()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP port that accepts connections and never answers, like a frozen Redis."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        host, port = listener.getsockname()
+        yield f"redis://{host}:{port}/0"
+
+
+async def test_a_silent_redis_costs_one_short_timeout_then_calls_fail_fast(
+    silent_server: str,
+) -> None:
+    # redis-py waits 5 s by default; every read would wait that long before
+    # falling back to the database.
+    store = RedisStore(silent_server, cooldown=0.5)
+    async with store:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="Timeout"):
+            await store.get("u1")
+        assert time.monotonic() - started < SOCKET_TIMEOUT_SECONDS + 1.0
+        started = time.monotonic()
+        for _ in range(50):
+            with pytest.raises(StoreUnavailable, match="skipped"):
+                await store.get("u1")
+            with pytest.raises(StoreUnavailable, match="skipped"):
+                await store.apply(_event(1))
+        assert time.monotonic() - started < 0.1
+        await asyncio.sleep(0.5)
+        with pytest.raises(StoreUnavailable, match="Timeout"):  # the trial, after the cooldown
+            await store.get("u1")
+
+
+async def test_a_timeout_in_the_url_wins_over_the_default(silent_server: str) -> None:
+    store = RedisStore(silent_server + "?socket_timeout=0.2&socket_connect_timeout=0.2")
+    async with store:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await store.get("u1")
+        assert time.monotonic() - started < SOCKET_TIMEOUT_SECONDS
+
+
+async def test_the_store_recovers_after_the_cooldown(store: RedisStore) -> None:
+    store.circuit.cooldown = 0.2
+    store.circuit.failed()
+    with pytest.raises(StoreUnavailable, match="skipped"):
+        await store.get("u1")
+    await asyncio.sleep(0.2)
+    await store.apply(_event(1))
+    assert store.circuit.closed
+    state = await store.get("u1")
+    assert state is not None and state.seq == 1

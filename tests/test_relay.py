@@ -10,13 +10,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from db import activities, create_engine, create_session_factory, outbox, statuses
+from db import activities, create_engine, create_session_factory, outbox, snapshots, statuses
 from db.migrate import upgrade
 from db.models import OutboxEntry, OutboxKind
 from db.sessions import SessionFactory
 from sync import Broadcast, ChangeEvent, Channels, Relay
 from sync.channels import user_channel
+from sync.stores import UserState
 from sync.stores.memory import MemoryStore
+from sync.stores.state import from_snapshot
 
 
 class FlakyStore(MemoryStore):
@@ -26,10 +28,10 @@ class FlakyStore(MemoryStore):
         super().__init__()
         self.down_for: set[str] = set()
 
-    async def apply(self, event: ChangeEvent) -> None:
+    async def apply(self, event: ChangeEvent) -> UserState:
         if event.user_id in self.down_for:
             raise ConnectionError("store unreachable")
-        await super().apply(event)
+        return await super().apply(event)
 
 
 @pytest.fixture
@@ -120,6 +122,97 @@ async def test_publish_failure_is_retried_and_the_store_write_is_idempotent(
         again = await store.get("u")
         assert again is not None and again.seq == 1 and again.status == state.status
         assert calls == 2
+
+
+async def test_a_user_the_store_lost_is_primed_again_from_the_database(
+    sessions: SessionFactory,
+) -> None:
+    # A Redis restarted without persistence holds nothing: the next change of a
+    # user must not leave an unprimed state that no read would ever fill.
+    store = MemoryStore()
+    async with Broadcast("memory://") as broadcast:
+        relay = Relay(
+            sessions=sessions, store=store, channels=Channels(broadcast, sessions=sessions)
+        )
+        await _add(sessions, "u", 3)
+        async with sessions.begin() as session:
+            await statuses.update(session, user_id="u", changes={"alert_level": "WARNING"})
+        await relay.run_once()
+        await store.forget()
+        await _add(sessions, "u", 2)
+        await relay.run_once()
+    async with sessions() as session:
+        snapshot = await snapshots.load(session, user_id="u", limit=store.window)
+    state = await store.get("u")
+    assert state is not None and state.primed
+    assert state == from_snapshot(snapshot)
+    assert state.seq == 6 and len(state.activities) == 5 and state.status is not None
+
+
+async def test_the_store_keeps_up_with_the_database_while_publishing_fails(
+    sessions: SessionFactory,
+) -> None:
+    # A broker outage holds publishing back; queries read the store, which must
+    # not stop at the first entry that failed to publish.
+    store = MemoryStore()
+    async with Broadcast("memory://") as broadcast:
+        channels = Channels(broadcast, sessions=sessions)
+        relay = Relay(sessions=sessions, store=store, channels=channels, retry_base=10.0)
+
+        async def broker_down(event: ChangeEvent) -> None:
+            raise ConnectionError("broker unreachable")
+
+        channels.publish = broker_down  # type: ignore[method-assign]
+
+        async def store_equals_database() -> UserState:
+            async with sessions() as session:
+                snapshot = await snapshots.load(session, user_id="u", limit=store.window)
+            state = await store.get("u")
+            assert state == from_snapshot(snapshot)
+            return state
+
+        await _add(sessions, "u", 2)
+        await relay.run_once()  # seq 1 fails to publish and holds seq 2 back for ~10 s
+        assert (await store_equals_database()).seq == 2
+        await _add(sessions, "u", 2)
+        await relay.run_once()
+        assert (await store_equals_database()).seq == 4
+        # A store that lost the user meanwhile is primed from the database.
+        await store.forget()
+        await _add(sessions, "u", 1)
+        await relay.run_once()
+        assert (await store_equals_database()).seq == 5
+        assert await _pending(sessions) == [("u", seq) for seq in range(1, 6)]
+
+
+async def test_entries_held_back_unclaimed_reach_the_store_and_free_their_writers(
+    sessions: SessionFactory,
+) -> None:
+    store = MemoryStore()
+    async with Broadcast("memory://") as broadcast:
+        channels = Channels(broadcast, sessions=sessions)
+        relay = Relay(sessions=sessions, store=store, channels=channels, retry_base=10.0)
+
+        async def broker_down(event: ChangeEvent) -> None:
+            raise ConnectionError("broker unreachable")
+
+        channels.publish = broker_down  # type: ignore[method-assign]
+        await _add(sessions, "u", 2)
+        # Seq 2 as if committed while a round ran: held back by the failure, never claimed.
+        async with sessions.begin() as session:
+            await session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.seq == 2)
+                .values(next_attempt_at=datetime.now(UTC) + timedelta(hours=1))
+            )
+        waiting = asyncio.create_task(relay.wait_published([2], timeout=5))
+        await asyncio.sleep(0)
+        started = asyncio.get_running_loop().time()
+        await relay.run_once()
+        assert await waiting is False
+        assert asyncio.get_running_loop().time() - started < 1
+        state = await store.get("u")
+        assert state is not None and state.seq == 2 and len(state.activities) == 2
 
 
 async def test_wait_published_resolves_for_the_writer(sessions: SessionFactory) -> None:

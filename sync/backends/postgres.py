@@ -22,12 +22,16 @@ import asyncpg
 from broadcaster import Event
 from broadcaster._backends.base import BroadcastBackend
 
-__all__ = ["PostgresBackend", "asyncpg_dsn"]
+__all__ = ["LISTEN_APPLICATION_NAME", "PUBLISH_APPLICATION_NAME", "PostgresBackend", "asyncpg_dsn"]
 
 # NOTIFY payloads must be shorter than 8000 bytes; leave room to spare.
 MAX_MESSAGE_BYTES = 7_900
 CHECK_INTERVAL_SECONDS = 5.0
 PUBLISH_CONNECTIONS = 2
+# application_name of the connections, so that operators (and fault tests) can
+# tell them apart in pg_stat_activity; a DSN that sets its own keeps it.
+LISTEN_APPLICATION_NAME = "checkin-realtime broadcast listen"
+PUBLISH_APPLICATION_NAME = "checkin-realtime broadcast publish"
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -91,15 +95,23 @@ class PostgresBackend(BroadcastBackend):
         self._queue = asyncio.Queue()
         self._closing = False
         try:
-            self._listen = await asyncpg.connect(self._dsn)
+            self._listen = await asyncpg.connect(
+                self._dsn, server_settings=self._named(LISTEN_APPLICATION_NAME)
+            )
             self._listen.add_termination_listener(self._on_terminated)
             self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=self.publish_connections
+                self._dsn,
+                min_size=1,
+                max_size=self.publish_connections,
+                server_settings=self._named(PUBLISH_APPLICATION_NAME),
             )
         except BaseException:
             await self.disconnect()
             raise
         self._checker = asyncio.create_task(self._check(), name="postgres-broadcast-check")
+
+    def _named(self, name: str) -> dict[str, str]:
+        return {} if "application_name" in self._dsn else {"application_name": name}
 
     async def disconnect(self) -> None:
         """Close both connections. Never raises."""
@@ -139,8 +151,11 @@ class PostgresBackend(BroadcastBackend):
         Raises:
             asyncpg.PostgresError: e.g. the payload is 8000 bytes or longer.
             OSError: the server is unreachable.
+            ConnectionError: not connected (e.g. between a lost connection and
+                the reconnect).
         """
-        assert self._pool is not None, "connect() first"
+        if self._pool is None:
+            raise ConnectionError("the PostgreSQL broker is not connected")
         await self._pool.execute("SELECT pg_notify($1, $2)", channel, message)
 
     async def next_published(self) -> Event:

@@ -152,8 +152,14 @@ class RedisBackend(BroadcastBackend):
         await self._pubsub.unsubscribe(self.prefix + channel)
 
     async def publish(self, channel: str, message: Any) -> None:
-        """Publish text ``message``. Raises redis-py's errors when Redis is unreachable."""
-        assert self._client is not None, "connect() first"
+        """Publish text ``message``.
+
+        Raises:
+            redis.exceptions.ConnectionError: Redis is unreachable, or the backend is
+                not connected (e.g. between a lost connection and the reconnect).
+        """
+        if self._client is None:
+            raise RedisConnectionError("the Redis broker is not connected")
         await self._client.publish(self.prefix + channel, message)
 
     async def next_published(self) -> Event:

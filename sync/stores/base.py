@@ -60,8 +60,13 @@ class RealtimeStore(abc.ABC):
         await self.disconnect()
 
     @abc.abstractmethod
-    async def apply(self, event: ChangeEvent) -> None:
+    async def apply(self, event: ChangeEvent) -> UserState:
         """Apply one change. Applying an event twice, or an older one, changes nothing.
+
+        Returns:
+            The user's state afterwards. It is not ``primed`` when the store did
+            not hold the user's earlier changes (lost or evicted): the caller
+            should prime it from the database.
 
         Raises:
             StoreUnavailable: the store could not be written.

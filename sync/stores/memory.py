@@ -34,11 +34,12 @@ class MemoryStore(RealtimeStore):
         while len(self._users) > self.max_users:
             self._users.popitem(last=False)
 
-    async def apply(self, event: ChangeEvent) -> None:
+    async def apply(self, event: ChangeEvent) -> UserState:
         current = self._users.get(event.user_id)
         updated = apply(current, event, window=self.window)
         if updated is not current:
             self._put(updated)
+        return updated
 
     async def prime(self, state: UserState) -> None:
         current = self._users.get(state.user_id)

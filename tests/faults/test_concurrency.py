@@ -1,4 +1,9 @@
-"""Fault test 6: concurrent writers of one user; every subscriber sees seq 1, 2, 3, ... exactly."""
+"""Fault test 6: concurrent writers of one user; every subscriber sees seq 1, 2, 3, ... exactly.
+
+On SQLite (one writer at a time) and on PostgreSQL, where the writers really
+run concurrently and queue on the user's sequence row lock, with the
+PostgreSQL broker.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.delivery import DeliveryChecker
 from tests.servers import start_server
@@ -15,8 +21,18 @@ WRITERS = 20
 PER_WRITER = 10
 
 
-async def test_concurrent_writers_reach_every_subscriber_in_order(tmp_path: Path) -> None:
-    server = start_server(tmp_path)
+@pytest.fixture(params=["sqlite", "pg"])
+def database_settings(request: pytest.FixtureRequest) -> dict[str, str]:
+    if request.param == "sqlite":
+        return {}  # start_server's default: a SQLite file in the test's directory
+    url: str = request.getfixturevalue("private_postgres_url")
+    return {"DATABASE_URL": url, "BROADCAST_URL": url}
+
+
+async def test_concurrent_writers_reach_every_subscriber_in_order(
+    tmp_path: Path, database_settings: dict[str, str]
+) -> None:
+    server = start_server(tmp_path, settings=database_settings)
     try:
         async with httpx.AsyncClient(timeout=30) as http:
 
