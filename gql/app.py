@@ -15,9 +15,20 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
-from db import create_engine, create_session_factory
+from db import create_engine, create_session_factory, outbox, utcnow
 from db.leases import relay_lease
-from sync import Broadcast, Channels, Reader, RealtimeStore, Relay, create_store
+from sync import (
+    Broadcast,
+    Channels,
+    Leadership,
+    Reader,
+    RealtimeStore,
+    Relay,
+    StoreMirror,
+    Writer,
+    create_store,
+    store_reset,
+)
 from sync.metrics import RelayMetrics
 
 from .auth import AuthenticationError, Authenticator
@@ -52,16 +63,19 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                 lease = relay_lease(settings.database_url)
                 if lease is not None:
                     await stack.enter_async_context(lease)
+                leadership = Leadership(lease, on_takeover=store_reset(store))
                 relay = await stack.enter_async_context(
                     Relay(
-                        metrics=RelayMetrics(registry),
                         sessions=sessions,
-                        store=store,
-                        channels=channels,
+                        mirror=StoreMirror(
+                            sessions=sessions, store=store, batch_size=settings.relay_batch_size
+                        ),
+                        publisher=channels,
+                        leadership=leadership,
+                        metrics=RelayMetrics(registry),
                         batch_size=settings.relay_batch_size,
                         poll_interval=settings.relay_poll_interval,
                         retention=settings.outbox_retention,
-                        lease=lease,
                     )
                 )
                 services = Services(
@@ -71,10 +85,17 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                     broadcast=broadcast,
                     channels=channels,
                     relay=relay,
+                    writer=Writer(
+                        sessions=sessions,
+                        leadership=leadership,
+                        waiters=relay.waiters,
+                        wake=relay.notify,
+                        timeout=settings.write_wait,
+                    ),
                     reader=Reader(
                         sessions=sessions,
                         store=store,
-                        store_current=_store_current(store, relay),
+                        store_current=_store_current(store, leadership),
                     ),
                     authenticator=Authenticator(settings),
                 )
@@ -185,7 +206,8 @@ class ServiceMetrics(Collector):
 
     async def refresh(self, services: Services) -> None:
         try:
-            count, oldest = await services.relay.backlog()
+            async with services.sessions() as session:
+                count, oldest = await outbox.backlog(session, now=utcnow())
         except Exception as exc:
             logger.warning("metrics: outbox backlog query failed: %r", exc)
         else:
@@ -223,11 +245,11 @@ class ServiceMetrics(Collector):
             yield family(name, self.HELP[name], value=value)
 
 
-def _store_current(store: RealtimeStore | None, relay: Relay) -> Callable[[], bool]:
+def _store_current(store: RealtimeStore | None, leadership: Leadership) -> Callable[[], bool]:
     """A process-local store is current only where the relay runs (see RealtimeStore.shared)."""
     if store is None or store.shared:
         return lambda: True
-    return lambda: relay.leading
+    return lambda: leadership.leading
 
 
 async def _database_ok(services: Services) -> bool:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 
 from db import SessionFactory
-from sync import Broadcast, Channels, Reader, RealtimeStore, Relay
+from sync import Broadcast, Channels, Reader, RealtimeStore, Relay, Writer
 
 from .auth import Authenticator, Principal
 from .settings import Settings
@@ -27,6 +26,7 @@ class Services:
     broadcast: Broadcast
     channels: Channels
     relay: Relay
+    writer: Writer
     reader: Reader
     authenticator: Authenticator
 
@@ -35,7 +35,8 @@ class Context(BaseContext):
     """What resolvers get as ``info.context``.
 
     Resolvers open their own short sessions from ``sessions``: an AsyncSession
-    must not be shared by fields that resolve concurrently.
+    must not be shared by fields that resolve concurrently. Mutations write
+    through ``writer.transaction()``, which also waits for read-your-writes.
 
     ``principal`` is who is asking (``None``: nobody authenticated); over
     WebSocket it is set by ``connection_init`` and shared by the socket's
@@ -50,20 +51,7 @@ class Context(BaseContext):
         self.sessions = services.sessions
         self.channels = services.channels
         self.reader = services.reader
-        self.relay = services.relay
-
-    async def after_commit(self, entry_ids: Sequence[int]) -> None:
-        """Hand committed outbox entries to the relay and wait briefly for them.
-
-        Waits at most ``settings.write_wait`` seconds so that a query right
-        after a mutation sees it in the store; never raises.
-        """
-        if not entry_ids:
-            return
-        if self.settings.write_wait > 0:
-            await self.relay.wait_published(entry_ids, timeout=self.settings.write_wait)
-        else:
-            self.relay.notify()
+        self.writer = services.writer
 
 
 async def get_context(connection: HTTPConnection) -> Context:

@@ -1,4 +1,4 @@
-"""Mutation root. Each mutation is one transaction; its outbox entries are relayed after commit."""
+"""Mutation root. Each mutation is one unit of work (:meth:`sync.Writer.transaction`)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class Mutation:
     async def add_activity(self, info: Info, input: AddActivityInput) -> Activity:
         ctx = info.context
         with user_input("input"):
-            async with ctx.sessions.begin() as session:
+            async with ctx.writer.transaction() as session:
                 row = await activities.add(
                     session,
                     user_id=input.user_id,
@@ -44,8 +44,6 @@ class Mutation:
                     metadata=_metadata(input.metadata),
                 )
                 payload = outbox.activity_payload(row)
-                written = outbox.written(session)
-        await ctx.after_commit(written)
         return Activity.from_payload(payload)
 
     @strawberry.mutation(
@@ -61,11 +59,9 @@ class Mutation:
         if "alert_level" in changes and changes["alert_level"] is None:
             raise BadUserInput("input.alertLevel", "cannot be null; use NONE to clear an alert")
         with user_input("input"):
-            async with ctx.sessions.begin() as session:
+            async with ctx.writer.transaction() as session:
                 row = await statuses.update(session, user_id=input.user_id, changes=changes)
                 payload = outbox.status_payload(row)
-                written = outbox.written(session)
-        await ctx.after_commit(written)
         return UserStatus.from_payload(payload)
 
     @strawberry.mutation(
@@ -78,7 +74,7 @@ class Mutation:
     async def record_check_in(self, info: Info, input: RecordCheckInInput) -> CheckInResult:
         ctx = info.context
         with user_input("input"):
-            async with ctx.sessions.begin() as session:
+            async with ctx.writer.transaction() as session:
                 activity, status = await checkins.record(
                     session,
                     user_id=input.user_id,
@@ -91,6 +87,4 @@ class Mutation:
                     activity=Activity.from_payload(outbox.activity_payload(activity)),
                     status=UserStatus.from_payload(outbox.status_payload(status)),
                 )
-                written = outbox.written(session)
-        await ctx.after_commit(written)
         return result

@@ -3,9 +3,12 @@
 from .broadcast import Broadcast, ChannelDisconnected, ChannelError, SubscriberOverflow
 from .channels import Channels, EventStream
 from .events import ChangeEvent
+from .leadership import Leadership, store_reset
+from .mirror import StoreMirror
 from .reads import ActivityPage, Reader
-from .relay import Relay
+from .relay import Publisher, Relay
 from .stores import RealtimeStore, StoreUnavailable, UserState, create_store
+from .writes import Waiters, Writer
 
 __all__ = [
     "ActivityPage",
@@ -15,11 +18,17 @@ __all__ = [
     "ChannelError",
     "Channels",
     "EventStream",
+    "Leadership",
+    "Publisher",
     "Reader",
     "RealtimeStore",
     "Relay",
+    "StoreMirror",
     "StoreUnavailable",
     "SubscriberOverflow",
     "UserState",
+    "Waiters",
+    "Writer",
     "create_store",
+    "store_reset",
 ]

@@ -12,15 +12,17 @@ Delivery rules:
   repeated sequence numbers, so an entry relayed twice (a crash between
   publishing and marking) is harmless.
 * The store does not wait for the broker: entries held back behind one
-  that failed to publish are still applied to the store, so queries see
-  every committed write during a broker outage.
-* A store that no longer holds a user's earlier changes (a Redis restarted
-  empty, an evicted user) cannot apply the next one to a known state; the
-  relay then primes that user from a database snapshot, so the store
-  converges by itself.
+  that failed to publish are still applied to the store
+  (:class:`sync.mirror.StoreMirror`), so queries see every committed write
+  during a broker outage.
 
-Several instances: with a :class:`db.leases.RelayLease` (PostgreSQL), only the
-process holding the lease relays; the others retry every ``poll_interval``.
+The relay's collaborators each own one job: :class:`sync.leadership.Leadership`
+says whether this process relays, :class:`sync.mirror.StoreMirror` keeps the
+store current, a :class:`Publisher` (:class:`sync.channels.Channels`) sends
+events, and :class:`sync.writes.Waiters` hears which entries went out.
+
+Several instances: with a lease (PostgreSQL), only the process holding it
+relays; the others retry every ``poll_interval``.
 One relay publishes each entry once and each user's entries in order. The
 holder hears other instances' commits through the lease connection, so their
 entries go out without waiting for a poll. A holder whose lease connection
@@ -35,23 +37,32 @@ import asyncio
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 from db import OutboxEntry, SessionFactory, outbox, utcnow
-from db.leases import RelayLease
 
-from .channels import Channels
 from .events import ChangeEvent
+from .leadership import Leadership
 from .metrics import RelayMetrics
-from .resync import prime_user
-from .stores import RealtimeStore
+from .mirror import StoreMirror
+from .writes import Waiters
 
-__all__ = ["Relay"]
+__all__ = ["Publisher", "Relay"]
 
 logger = logging.getLogger(__name__)
+
+# Seconds between prunes of published entries older than the retention.
+PRUNE_INTERVAL = 60.0
+
+
+class Publisher(Protocol):
+    """Where the relay sends each change once it is in the store."""
+
+    async def publish(self, event: ChangeEvent) -> None:
+        """Send ``event`` to its subscribers. Raises on failure; the relay retries."""
 
 
 class Relay:
@@ -59,54 +70,48 @@ class Relay:
 
     Args:
         sessions: database session factory.
-        store: the realtime store, or ``None`` when none is configured.
-        channels: where events are published.
+        mirror: applies entries to the realtime store.
+        publisher: where events are published.
+        leadership: whether this process relays (default: always, one process).
+        waiters: told which entries were published, for writers that wait.
         batch_size: entries claimed per round.
         poll_interval: seconds between rounds when nobody calls :meth:`notify`
             (writes of other processes are found this way).
         retry_base, retry_max: backoff in seconds: ``retry_base * 2**attempts``
             capped at ``retry_max``, times a jitter factor in [0.5, 1.5).
         retention: seconds a published entry is kept (replay needs them).
-        lease: when given, relay only while holding it (several instances);
-            the caller closes it.
-        lease_check_interval: seconds between liveness checks of the lease
-            connection while held.
     """
 
     def __init__(
         self,
         *,
         sessions: SessionFactory,
-        store: RealtimeStore | None,
-        channels: Channels,
+        mirror: StoreMirror,
+        publisher: Publisher,
+        leadership: Leadership | None = None,
+        waiters: Waiters | None = None,
+        metrics: RelayMetrics | None = None,
         batch_size: int = 500,
         poll_interval: float = 1.0,
         retry_base: float = 0.2,
         retry_max: float = 30.0,
         retention: float = 24 * 3600.0,
-        metrics: RelayMetrics | None = None,
-        lease: RelayLease | None = None,
-        lease_check_interval: float = 5.0,
     ) -> None:
         self._sessions = sessions
-        self._store = store
-        self._channels = channels
+        self._mirror = mirror
+        self._publisher = publisher
+        self.leadership = leadership or Leadership()
+        self.waiters = waiters or Waiters()
+        self.metrics = metrics or RelayMetrics(registry=None)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.retention = retention
-        self.metrics = metrics or RelayMetrics(registry=None)
         self._wake = asyncio.Event()
-        self._waiters: dict[int, list[asyncio.Future[bool]]] = defaultdict(list)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_prune = 0.0
-        self._lease = lease
-        self.lease_check_interval = lease_check_interval
-        self._last_lease_check = 0.0
-        # Per user, the last seq applied to the store ahead of publishing.
-        self._applied_ahead: dict[str, int] = {}
 
     _STOP_GRACE = 5.0  # seconds an in-flight round may take to finish on exit
 
@@ -134,11 +139,7 @@ class Relay:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
-        for futures in self._waiters.values():
-            for future in futures:
-                if not future.done():
-                    future.set_result(False)
-        self._waiters.clear()
+        self.waiters.release_all()
 
     @property
     def running(self) -> bool:
@@ -146,90 +147,18 @@ class Relay:
 
     @property
     def leading(self) -> bool:
-        """Whether this process relays: no lease is needed, or it holds the lease."""
-        return self._lease is None or self._lease.held
+        """Whether this process relays (see :class:`Leadership`)."""
+        return self.leadership.leading
 
     def notify(self) -> None:
         """Ask for a round now (a local write has committed)."""
         self._wake.set()
 
-    async def wait_published(self, entry_ids: Iterable[int], *, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds until these entries have been relayed.
-
-        Returns ``True`` when all were published, ``False`` on timeout or when
-        an attempt failed (the entry stays pending and is retried). Writers use
-        this for read-your-writes through the store; it never raises.
-
-        When another process holds the lease, this polls the entries'
-        ``published_at`` instead, every 10 ms growing to 100 ms.
-        """
-        if not self.leading:
-            return await self._poll_published(list(entry_ids), timeout=timeout)
-        loop = asyncio.get_running_loop()
-        futures = []
-        for entry_id in entry_ids:
-            future: asyncio.Future[bool] = loop.create_future()
-            self._waiters[entry_id].append(future)
-            futures.append(future)
-        self.notify()
-        try:
-            results = await asyncio.wait_for(asyncio.gather(*futures), timeout)
-        except TimeoutError:
-            return False
-        finally:
-            for entry_id, future in zip(entry_ids, futures, strict=False):
-                waiting = self._waiters.get(entry_id)
-                if waiting and future in waiting:
-                    waiting.remove(future)
-                    if not waiting:
-                        del self._waiters[entry_id]
-        return all(results)
-
-    async def _poll_published(self, entry_ids: list[int], *, timeout: float) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        interval = 0.01
-        while True:
-            try:
-                async with self._sessions() as session:
-                    waiting = await outbox.unpublished(session, entry_ids=entry_ids)
-            except Exception as exc:
-                logger.warning("could not check whether entries were published: %r", exc)
-                return False
-            if not waiting:
-                return True
-            left = deadline - loop.time()
-            if left <= 0:
-                return False
-            await asyncio.sleep(min(interval, left))
-            interval = min(interval * 2, 0.1)
-
-    async def _lead(self) -> bool:
-        """Whether to relay this round: take the lease if free, check it now and then."""
-        if self._lease is None:
-            return True
-        loop = asyncio.get_running_loop()
-        if self._lease.held:
-            if loop.time() - self._last_lease_check >= self.lease_check_interval:
-                self._last_lease_check = loop.time()
-                await self._lease.check()
-            return self._lease.held
-        try:
-            acquired = await self._lease.try_acquire(on_notify=self.notify)
-        except Exception as exc:
-            logger.warning("could not try the relay lease: %r", exc)
-            return False
-        self._last_lease_check = loop.time()
-        if acquired and self._store is not None and not self._store.shared:
-            # Another holder may have relayed changes this process never saw.
-            await self._store.forget()
-        return acquired
-
     async def _run(self) -> None:
         delay = self.retry_base
         while not self._stopping:
             self._wake.clear()
-            if not await self._lead():
+            if not await self.leadership.ensure(on_notify=self.notify):
                 # Another process relays (or the database is away): try again a
                 # poll interval later. Local writes do not wake this loop early;
                 # the holder hears of them through the database.
@@ -256,9 +185,8 @@ class Relay:
 
     async def run_once(self) -> int:
         """One round: relay what is due. Returns the number of entries claimed."""
-        now = utcnow()
         async with self._sessions() as session:
-            entries = await outbox.pending(session, now=now, limit=self.batch_size)
+            entries = await outbox.pending(session, now=utcnow(), limit=self.batch_size)
             by_user: dict[str, list[OutboxEntry]] = defaultdict(list)
             for entry in entries:
                 by_user[entry.user_id].append(entry)
@@ -270,100 +198,57 @@ class Relay:
                 # An earlier entry of this user waits for its retry time.
                 await self._apply_ahead(user_id, user_entries)
                 continue
-            expected = user_entries[0].seq
-            for i, entry in enumerate(user_entries):
-                if entry.seq != expected:
-                    # A gap: the entry in between was committed but was not due when
-                    # claimed (its next_attempt_at was stamped before it took the
-                    # sequence lock). Never publish past it; the next round will.
-                    break
-                expected += 1
-                if not self.leading:
-                    # The lease was lost mid-round: the next holder takes it from here.
-                    break
-                try:
-                    await self._relay(ChangeEvent.from_entry(entry))
-                except Exception as exc:
-                    logger.warning(
-                        "relay of outbox entry %s (user %r, seq %s) failed: %r",
-                        entry.id,
-                        entry.user_id,
-                        entry.seq,
-                        exc,
-                    )
-                    failed.append((entry, exc))
-                    await self._apply_ahead(user_id, user_entries[i + 1 :])
-                    break
-                published.append(entry)
-            else:
-                self._applied_ahead.pop(user_id, None)
+            failure = await self._relay_user(user_entries, published)
+            if failure is not None:
+                failed.append(failure)
         await self._record(published, failed)
-        for entry, _ in failed:
-            await self._apply_held_back(entry)
+        if self.leading:
+            for entry, _ in failed:
+                self.waiters.resolve(await self._mirror.apply_held_back(entry), False)
         # Entries held back behind a failed one will not go out this round:
         # writers waiting on them should not wait for their timeout.
         done = {entry.id for entry in published}
-        self._resolve([entry.id for entry in entries if entry.id not in done], False)
+        self.waiters.resolve([entry.id for entry in entries if entry.id not in done], False)
         return len(entries)
 
-    async def _apply_held_back(self, failed: OutboxEntry) -> None:
-        """Apply every entry held back behind ``failed``, claimed this round or not.
-
-        Entries committed while the round ran were held back by the failure
-        without being claimed; their writers are waiting for them. Once they
-        are in the store those writers need not wait any longer: their
-        change is readable, and it will be published when its turn comes.
-        """
-        if self._store is None or not self.leading:
-            return
-        try:
-            async with self._sessions() as session:
-                entries = await outbox.after(
-                    session, user_id=failed.user_id, seq=failed.seq, limit=self.batch_size
-                )
-        except Exception as exc:
-            logger.warning("could not read the entries held back behind %s: %r", failed.id, exc)
-            return
-        applied = await self._apply_ahead(failed.user_id, entries)
-        self._resolve([entry.id for entry in entries if entry.seq <= applied], False)
-
-    async def _apply_ahead(self, user_id: str, entries: Sequence[OutboxEntry]) -> int:
-        """Apply entries whose publishing is held back, so that reads stay current.
-
-        While the broker is away, the store would otherwise stop at the
-        failed entry and queries would miss every later write. Entries held
-        back by a retry time are not claimed, so these may follow a gap: the
-        store then primes the user from the database. Each entry is applied
-        ahead once; it is applied again (a no-op) when it is published. A
-        store that fails here is left alone: the entry's own attempt retries.
-
-        Returns:
-            The highest seq of the user now applied ahead (0: none).
-        """
-        done = self._applied_ahead.get(user_id, 0)
-        if self._store is None or not self.leading:
-            return done
-        for entry in entries:
-            if entry.seq <= done:
-                continue
+    async def _relay_user(
+        self, entries: Sequence[OutboxEntry], published: list[OutboxEntry]
+    ) -> tuple[OutboxEntry, BaseException] | None:
+        """Relay one user's claimed entries in order; the entry that failed, if one did."""
+        expected = entries[0].seq
+        for i, entry in enumerate(entries):
+            if entry.seq != expected:
+                # A gap: the entry in between was committed but was not due when
+                # claimed (its next_attempt_at was stamped before it took the
+                # sequence lock). Never publish past it; the next round will.
+                return None
+            expected += 1
+            if not self.leading:
+                # The lease was lost mid-round: the next holder takes it from here.
+                return None
+            event = ChangeEvent.from_entry(entry)
             try:
-                await self._apply(ChangeEvent.from_entry(entry))
+                await self._mirror.apply(event)
+                await self._publisher.publish(event)
             except Exception as exc:
-                logger.debug("store update ahead of publishing failed: %r", exc)
-                break
-            self._applied_ahead[user_id] = done = entry.seq
-        return done
+                # Store and broker errors have no common base class; whatever it
+                # is, the entry is retried and the writer never sees it.
+                logger.warning(
+                    "relay of outbox entry %s (user %r, seq %s) failed: %r",
+                    entry.id,
+                    entry.user_id,
+                    entry.seq,
+                    exc,
+                )
+                await self._apply_ahead(entry.user_id, entries[i + 1 :])
+                return entry, exc
+            published.append(entry)
+        self._mirror.caught_up(entries[0].user_id)
+        return None
 
-    async def _apply(self, event: ChangeEvent) -> None:
-        assert self._store is not None
-        state = await self._store.apply(event)
-        if not state.primed:
-            await prime_user(sessions=self._sessions, store=self._store, user_id=event.user_id)
-
-    async def _relay(self, event: ChangeEvent) -> None:
-        if self._store is not None:
-            await self._apply(event)
-        await self._channels.publish(event)
+    async def _apply_ahead(self, user_id: str, entries: Sequence[OutboxEntry]) -> None:
+        if self.leading:
+            await self._mirror.apply_ahead(user_id, entries)
 
     def _retry_delay(self, attempts: int) -> float:
         delay = min(self.retry_max, self.retry_base * 2.0 ** min(attempts, 30))
@@ -391,28 +276,22 @@ class Relay:
                         error=repr(exc),
                         retry_at=now + timedelta(seconds=self._retry_delay(entry.attempts)),
                     )
-        self._resolve(published_ids, True)
-        self._resolve([entry.id for entry, _ in failed], False)
-
-    def _resolve(self, entry_ids: Iterable[int], ok: bool) -> None:
-        for entry_id in entry_ids:
-            for future in self._waiters.pop(entry_id, ()):
-                if not future.done():
-                    future.set_result(ok)
+        self.waiters.resolve(published_ids, True)
+        self.waiters.resolve([entry.id for entry, _ in failed], False)
 
     async def _maybe_prune(self) -> None:
         loop = asyncio.get_running_loop()
-        if loop.time() - self._last_prune < 60:
+        if loop.time() - self._last_prune < PRUNE_INTERVAL:
             return
         self._last_prune = loop.time()
+        await self.prune()
+
+    async def prune(self) -> int:
+        """Delete published entries older than ``retention`` now; return how many."""
         async with self._sessions.begin() as session:
             pruned = await outbox.prune(
                 session, published_before=utcnow() - timedelta(seconds=self.retention)
             )
         if pruned:
             logger.info("pruned %d published outbox entries", pruned)
-
-    async def backlog(self) -> tuple[int, float]:
-        """Pending entries and the oldest one's age in seconds."""
-        async with self._sessions() as session:
-            return await outbox.backlog(session, now=utcnow())
+        return pruned

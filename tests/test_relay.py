@@ -14,11 +14,24 @@ from db import activities, create_engine, create_session_factory, outbox, snapsh
 from db.migrate import upgrade
 from db.models import OutboxEntry, OutboxKind
 from db.sessions import SessionFactory
-from sync import Broadcast, ChangeEvent, Channels, Relay
+from sync import (
+    Broadcast,
+    ChangeEvent,
+    Channels,
+    Leadership,
+    Publisher,
+    RealtimeStore,
+    Relay,
+    StoreMirror,
+    StoreUnavailable,
+    Writer,
+)
 from sync.channels import user_channel
 from sync.stores import UserState
 from sync.stores.memory import MemoryStore
 from sync.stores.state import from_snapshot
+
+from .helpers.publishers import RecordingPublisher
 
 
 class FlakyStore(MemoryStore):
@@ -30,8 +43,32 @@ class FlakyStore(MemoryStore):
 
     async def apply(self, event: ChangeEvent) -> UserState:
         if event.user_id in self.down_for:
-            raise ConnectionError("store unreachable")
+            raise StoreUnavailable("store unreachable")
         return await super().apply(event)
+
+
+def _relay(
+    sessions: SessionFactory,
+    store: RealtimeStore | None,
+    publisher: Publisher,
+    **options: float,
+) -> Relay:
+    return Relay(
+        sessions=sessions,
+        mirror=StoreMirror(sessions=sessions, store=store),
+        publisher=publisher,
+        **options,
+    )
+
+
+def _writer(relay: Relay, sessions: SessionFactory, *, timeout: float = 0.0) -> Writer:
+    return Writer(
+        sessions=sessions,
+        leadership=relay.leadership,
+        waiters=relay.waiters,
+        wake=relay.notify,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -63,7 +100,7 @@ async def test_store_failure_keeps_entries_pending_and_blocks_only_that_user(
     store.down_for.add("sick")
     async with Broadcast("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
-        relay = Relay(sessions=sessions, store=store, channels=channels, retry_base=0.01)
+        relay = _relay(sessions, store, channels, retry_base=0.01)
         async with channels.user_events("sick", OutboxKind.ACTIVITY) as sick_stream:
             await _add(sessions, "sick", 2)
             await _add(sessions, "well", 2)
@@ -97,19 +134,9 @@ async def test_publish_failure_is_retried_and_the_store_write_is_idempotent(
 ) -> None:
     store = MemoryStore()
     async with Broadcast("memory://") as broadcast:
-        channels = Channels(broadcast, sessions=sessions)
-        relay = Relay(sessions=sessions, store=store, channels=channels, retry_base=0.01)
-        real_publish = channels.publish
-        calls = 0
-
-        async def flaky_publish(event: ChangeEvent) -> None:
-            nonlocal calls
-            calls += 1
-            if calls == 1:
-                raise ConnectionError("broker unreachable")
-            await real_publish(event)
-
-        channels.publish = flaky_publish  # type: ignore[method-assign]
+        publisher = RecordingPublisher(Channels(broadcast, sessions=sessions))
+        publisher.fail_next = 1
+        relay = _relay(sessions, store, publisher, retry_base=0.01)
         async with sessions.begin() as session:
             await statuses.update(session, user_id="u", changes={"alert_level": "ALERT"})
         await relay.run_once()
@@ -121,7 +148,8 @@ async def test_publish_failure_is_retried_and_the_store_write_is_idempotent(
         assert await _pending(sessions) == []
         again = await store.get("u")
         assert again is not None and again.seq == 1 and again.status == state.status
-        assert calls == 2
+        assert publisher.attempts == 2
+        assert [event.seq for event in publisher.published] == [1]
 
 
 async def test_a_user_the_store_lost_is_primed_again_from_the_database(
@@ -131,9 +159,7 @@ async def test_a_user_the_store_lost_is_primed_again_from_the_database(
     # user must not leave an unprimed state that no read would ever fill.
     store = MemoryStore()
     async with Broadcast("memory://") as broadcast:
-        relay = Relay(
-            sessions=sessions, store=store, channels=Channels(broadcast, sessions=sessions)
-        )
+        relay = _relay(sessions, store, Channels(broadcast, sessions=sessions))
         await _add(sessions, "u", 3)
         async with sessions.begin() as session:
             await statuses.update(session, user_id="u", changes={"alert_level": "WARNING"})
@@ -156,13 +182,9 @@ async def test_the_store_keeps_up_with_the_database_while_publishing_fails(
     # not stop at the first entry that failed to publish.
     store = MemoryStore()
     async with Broadcast("memory://") as broadcast:
-        channels = Channels(broadcast, sessions=sessions)
-        relay = Relay(sessions=sessions, store=store, channels=channels, retry_base=10.0)
-
-        async def broker_down(event: ChangeEvent) -> None:
-            raise ConnectionError("broker unreachable")
-
-        channels.publish = broker_down  # type: ignore[method-assign]
+        publisher = RecordingPublisher(Channels(broadcast, sessions=sessions))
+        publisher.down = True
+        relay = _relay(sessions, store, publisher, retry_base=10.0)
 
         async def store_equals_database() -> UserState:
             async with sessions() as session:
@@ -190,13 +212,9 @@ async def test_entries_held_back_unclaimed_reach_the_store_and_free_their_writer
 ) -> None:
     store = MemoryStore()
     async with Broadcast("memory://") as broadcast:
-        channels = Channels(broadcast, sessions=sessions)
-        relay = Relay(sessions=sessions, store=store, channels=channels, retry_base=10.0)
-
-        async def broker_down(event: ChangeEvent) -> None:
-            raise ConnectionError("broker unreachable")
-
-        channels.publish = broker_down  # type: ignore[method-assign]
+        publisher = RecordingPublisher(Channels(broadcast, sessions=sessions))
+        publisher.down = True
+        relay = _relay(sessions, store, publisher, retry_base=10.0)
         await _add(sessions, "u", 2)
         # Seq 2 as if committed while a round ran: held back by the failure, never claimed.
         async with sessions.begin() as session:
@@ -205,7 +223,8 @@ async def test_entries_held_back_unclaimed_reach_the_store_and_free_their_writer
                 .where(OutboxEntry.seq == 2)
                 .values(next_attempt_at=datetime.now(UTC) + timedelta(hours=1))
             )
-        waiting = asyncio.create_task(relay.wait_published([2], timeout=5))
+        writer = _writer(relay, sessions)
+        waiting = asyncio.create_task(writer.wait_published([2], timeout=5))
         await asyncio.sleep(0)
         started = asyncio.get_running_loop().time()
         await relay.run_once()
@@ -218,20 +237,74 @@ async def test_entries_held_back_unclaimed_reach_the_store_and_free_their_writer
 async def test_wait_published_resolves_for_the_writer(sessions: SessionFactory) -> None:
     async with Broadcast("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
-        async with Relay(
-            sessions=sessions, store=None, channels=channels, poll_interval=10
-        ) as relay:
+        async with _relay(sessions, None, channels, poll_interval=10) as relay:
+            writer = _writer(relay, sessions)
             async with sessions.begin() as session:
                 await activities.add(session, user_id="u", type="note")
                 written = outbox.written(session)
-            assert await relay.wait_published(written, timeout=2) is True
+            # A generator is consumed once: the waits must still be undone.
+            assert await writer.wait_published(iter(written), timeout=2) is True
             assert await _pending(sessions) == []
+            assert len(relay.waiters) == 0
+
+
+async def test_a_write_transaction_waits_for_its_entries_to_be_published(
+    sessions: SessionFactory,
+) -> None:
+    store = MemoryStore()
+    async with Broadcast("memory://") as broadcast:
+        channels = Channels(broadcast, sessions=sessions)
+        async with _relay(sessions, store, channels, poll_interval=10) as relay:
+            writer = _writer(relay, sessions, timeout=2)
+            async with writer.transaction() as session:
+                await activities.add(session, user_id="u", type="note")
+            # No poll happened (10 s): the writer woke the relay and waited for it.
+            assert await _pending(sessions) == []
+            state = await store.get("u")
+            assert state is not None and state.seq == 1
+
+            async def failing_write() -> None:
+                async with writer.transaction() as session:
+                    await activities.add(session, user_id="u", type="note")
+                    raise RuntimeError("rolled back")
+
+            with pytest.raises(RuntimeError):
+                await failing_write()
+            async with sessions() as session:
+                assert (await outbox.stream_bounds(session, user_id="u"))[0] == 1
+            assert len(relay.waiters) == 0
+
+
+async def test_a_writer_whose_relay_runs_elsewhere_polls_the_database(
+    sessions: SessionFactory,
+) -> None:
+    class Follower(Leadership):
+        @property
+        def leading(self) -> bool:
+            return False
+
+    publisher = RecordingPublisher()
+    relay = _relay(sessions, None, publisher)
+    writer = Writer(
+        sessions=sessions,
+        leadership=Follower(),
+        waiters=relay.waiters,
+        wake=relay.notify,
+        timeout=1,
+    )
+    async with sessions.begin() as session:
+        await activities.add(session, user_id="u", type="note")
+        written = outbox.written(session)
+    assert await writer.wait_published(written, timeout=0.05) is False
+    await relay.run_once()
+    assert await writer.wait_published(written, timeout=1) is True
+    assert len(relay.waiters) == 0
 
 
 async def test_big_event_travels_as_a_reference(sessions: SessionFactory) -> None:
     async with Broadcast("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions, max_message_bytes=500)
-        relay = Relay(sessions=sessions, store=None, channels=channels)
+        relay = _relay(sessions, None, channels)
         async with (
             channels.user_events("u", OutboxKind.ACTIVITY) as stream,
             broadcast.subscribe(user_channel("u", OutboxKind.ACTIVITY)) as raw,
@@ -262,7 +335,7 @@ async def test_relay_never_publishes_past_a_gap_in_the_claimed_batch(
         )
     async with Broadcast("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
-        relay = Relay(sessions=sessions, store=None, channels=channels)
+        relay = _relay(sessions, None, channels)
         async with channels.user_events("u", OutboxKind.ACTIVITY) as stream:
             await relay.run_once()
             assert await _pending(sessions) == [("u", 2), ("u", 3)]
@@ -283,12 +356,13 @@ async def test_published_entries_are_pruned_after_retention_pending_ones_never(
     await _add(sessions, "sick", 1)
     async with Broadcast("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
-        relay = Relay(sessions=sessions, store=store, channels=channels, retention=0.0)
+        relay = _relay(sessions, store, channels, retention=0.0)
         await relay.run_once()
-        count, oldest = await relay.backlog()
+        async with sessions() as session:
+            count, oldest = await outbox.backlog(session, now=datetime.now(UTC))
         assert count == 1
         assert oldest > 0
-        await relay._maybe_prune()
+        assert await relay.prune() == 2
     async with sessions() as session:
         left = [(e.user_id, e.seq) for e in await session.scalars(select(OutboxEntry))]
     assert left == [("sick", 1)]

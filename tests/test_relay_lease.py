@@ -14,31 +14,22 @@ import pytest
 from db import SessionFactory, activities, create_engine, create_session_factory, outbox, utcnow
 from db.leases import RelayLease, relay_lease
 from gql import Settings, create_app
-from sync import Broadcast, ChangeEvent, Channels, Relay
+from sync import ChangeEvent, Leadership, Relay, StoreMirror, Writer
 
 from .conftest import GraphQLClient, postgres_url_for
-
-
-class RecordingChannels(Channels):
-    """Channels that remember what was published instead of sending it anywhere."""
-
-    def __init__(self, sessions: SessionFactory) -> None:
-        super().__init__(Broadcast("memory://"), sessions=sessions)
-        self.published: list[ChangeEvent] = []
-
-    async def publish(self, event: ChangeEvent) -> None:
-        self.published.append(event)
+from .helpers.publishers import RecordingPublisher
 
 
 @dataclass
 class Instance:
     relay: Relay
     lease: RelayLease
-    channels: RecordingChannels
+    publisher: RecordingPublisher
+    writer: Writer
 
     @property
     def published(self) -> list[ChangeEvent]:
-        return self.channels.published
+        return self.publisher.published
 
 
 @pytest.fixture
@@ -61,17 +52,25 @@ async def instances(
             lease = relay_lease(postgres_url)
             assert lease is not None
             await stack.enter_async_context(lease)
-            channels = RecordingChannels(sessions)
+            publisher = RecordingPublisher()
+            leadership = Leadership(lease)
             relay = await stack.enter_async_context(
                 Relay(
                     sessions=sessions,
-                    store=None,
-                    channels=channels,
+                    mirror=StoreMirror(sessions=sessions, store=None),
+                    publisher=publisher,
+                    leadership=leadership,
                     poll_interval=poll_interval,
-                    lease=lease,
                 )
             )
-            return Instance(relay, lease, channels)
+            writer = Writer(
+                sessions=sessions,
+                leadership=leadership,
+                waiters=relay.waiters,
+                wake=relay.notify,
+                timeout=5.0,
+            )
+            return Instance(relay, lease, publisher, writer)
 
         yield start
 
@@ -153,7 +152,7 @@ async def test_non_leader_waits_for_the_leader_not_for_the_timeout(
     ids = await _write(sessions, users=1, per_user=2)
     loop = asyncio.get_running_loop()
     start = loop.time()
-    assert await follower.relay.wait_published(ids, timeout=5.0) is True
+    assert await follower.writer.wait_published(ids, timeout=5.0) is True
     assert loop.time() - start < 1.0
     assert not follower.published
 
