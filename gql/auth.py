@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Any
 
 import jwt
+from jwt.types import Options
 
 from .settings import SecuritySettings
 
@@ -155,18 +156,27 @@ class Authenticator:
             algorithm = jwt.get_unverified_header(token).get("alg")
         except jwt.PyJWTError:
             raise AuthenticationError("token is not a JWT") from None
-        key: Any
+        claims = self._decode(token, key=await self._key(token, algorithm), algorithm=algorithm)
+        check_claim_types(claims, audience=self.settings.jwt_audience)
+        return _principal(claims)
+
+    async def _key(self, token: str, algorithm: object) -> Any:
         if algorithm == self.settings.jwt_algorithm and self._secret is not None:
-            key = self._secret
-        elif algorithm == self.settings.jwt_jwks_algorithm and self._jwks is not None:
-            key = await self._jwks_key(token)
-        else:
-            raise AuthenticationError(f"token algorithm {algorithm!r:.20} is not accepted")
+            return self._secret
+        if algorithm == self.settings.jwt_jwks_algorithm and self._jwks is not None:
+            return await self._jwks_key(token)
+        raise AuthenticationError(f"token algorithm {algorithm!r:.20} is not accepted")
+
+    def _decode(self, token: str, *, key: Any, algorithm: object) -> dict[str, Any]:
         try:
-            claims = jwt.decode(
+            # The signature first, with the date checks off: PyJWT would coerce a
+            # string exp and overflow on a huge one before we could look at it.
+            signed = jwt.decode(token, key, algorithms=[str(algorithm)], options=_SIGNATURE_ONLY)
+            check_claim_types(signed, audience=self.settings.jwt_audience)
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
-                algorithms=[algorithm],
+                algorithms=[str(algorithm)],
                 audience=self.settings.jwt_audience,
                 issuer=self.settings.jwt_issuer,
                 leeway=self.settings.jwt_leeway,
@@ -184,7 +194,7 @@ class Authenticator:
             raise AuthenticationError("token signature is invalid") from None
         except jwt.PyJWTError:
             raise AuthenticationError("token is invalid") from None
-        return _principal(claims)
+        return claims
 
     async def _jwks_key(self, token: str) -> Any:
         assert self._jwks is not None
@@ -199,15 +209,56 @@ class Authenticator:
         return signing_key.key
 
 
-def _principal(claims: dict[str, Any]) -> Principal:
-    subject = claims["sub"]
-    if not isinstance(subject, str) or not subject:
+_SIGNATURE_ONLY: Options = {
+    "verify_signature": True,
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_aud": False,
+    "verify_iss": False,
+}
+# NumericDate claims (RFC 7519 section 2) must fall in years 1970-9999: beyond
+# that a datetime cannot hold them, and no real token needs them.
+MAX_NUMERIC_DATE = 253_402_300_799
+_ROLES = frozenset(role.value for role in Role)
+
+
+def check_claim_types(claims: dict[str, Any], *, audience: str | None) -> None:
+    """Refuse claims of the wrong type or range, which PyJWT coerces or lets through.
+
+    ``sub`` (when present) must be a non-empty string, ``role`` (when present) one of the
+    :class:`Role` values, ``exp``/``nbf``/``iat`` numbers in years 1970-9999.
+    With no ``audience`` configured, a token carrying ``aud`` in any form
+    (including ``[]`` or ``""``) is refused: it was meant for someone else.
+
+    Raises:
+        AuthenticationError: the first claim that is not acceptable.
+    """
+    # A missing sub or exp is reported by PyJWT's required-claims check.
+    if "sub" in claims and (not isinstance(claims["sub"], str) or not claims["sub"]):
         raise AuthenticationError("token 'sub' must be a non-empty string")
     role = claims.get("role", Role.USER.value)
-    if role not in {r.value for r in Role}:
+    if not isinstance(role, str) or role not in _ROLES:
         raise AuthenticationError("token 'role' must be user, service or admin")
+    for name in ("exp", "nbf", "iat"):
+        if name not in claims:
+            continue
+        value = claims[name]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 <= value <= MAX_NUMERIC_DATE
+        ):
+            raise AuthenticationError(
+                f"token {name!r} must be a number of seconds from 0 to {MAX_NUMERIC_DATE}"
+            )
+    if audience is None and "aud" in claims:
+        raise AuthenticationError("token audience is not accepted")
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
     return Principal(
-        user_id=subject,
-        role=Role(role),
+        user_id=claims["sub"],
+        role=Role(claims.get("role", Role.USER.value)),
         expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
     )

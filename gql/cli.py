@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 __all__ = ["main"]
 
@@ -157,11 +158,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args = _parser().parse_args(argv)
+    from .settings import describe_errors, get_settings
+
     try:
+        # Read once up front, so that every command refuses bad settings alike.
+        get_settings()
         return int(args.run(args))
-    except ValidationError as exc:
-        reasons = "\n".join(f"  {error['msg']}" for error in exc.errors())
-        print(f"invalid settings (environment variables):\n{reasons}", file=sys.stderr)
+    except (ValidationError, SettingsError) as exc:
+        for line in describe_errors(exc):
+            print(line, file=sys.stderr)
         return 2
 
 

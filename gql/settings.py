@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+import json
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-__all__ = ["SecuritySettings", "Settings", "get_settings"]
+__all__ = ["SecuritySettings", "Settings", "describe_errors", "get_settings"]
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
+
+
+def _split_list(value: Any) -> Any:
+    """A list setting from the environment: a JSON list, one value, or comma-separated values.
+
+    pydantic-settings would parse the environment value as JSON only, so
+    ``ALLOWED_ORIGINS=https://dash.example`` failed with a traceback.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError('is not a valid JSON list; write ["a", "b"] or a,b') from None
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 # Static API keys: at least 256 bits of a random string.
 MIN_SECRET_LENGTH = 32
 
@@ -32,25 +52,37 @@ class SecuritySettings(BaseSettings):
         description="production: no introspection, suggestions or GraphiQL; masked errors.",
     )
     jwt_secret: SecretStr | None = Field(
-        None, description="Shared HMAC secret of the main app's tokens (32+ bytes for HS256)."
+        None,
+        description="Shared HMAC secret of the main app's tokens (32+ bytes for HS256).",
+        examples=["$(openssl rand -hex 32)"],
     )
     jwt_algorithm: str = Field("HS256", description="The one HMAC algorithm JWT_SECRET signs.")
     jwt_jwks_url: str | None = Field(
-        None, description="JWKS document with the public keys of asymmetric tokens."
+        None,
+        description="JWKS document with the public keys of asymmetric tokens.",
+        examples=["https://auth.example/.well-known/jwks.json"],
     )
     jwt_jwks_algorithm: str = Field(
         "RS256", description="The one asymmetric algorithm accepted with JWT_JWKS_URL."
     )
     jwt_audience: str | None = Field(
-        None, description="Required `aud` claim; unset: tokens must carry no `aud`."
+        None,
+        description="Required `aud` claim; unset: tokens must carry no `aud`.",
+        examples=["checkin-realtime"],
     )
-    jwt_issuer: str | None = Field(None, description="Required `iss` claim; unset: not checked.")
+    jwt_issuer: str | None = Field(
+        None,
+        description="Required `iss` claim; unset: not checked.",
+        examples=["https://auth.example"],
+    )
     jwt_leeway: float = Field(
         5.0, ge=0, le=300, description="Seconds of clock skew allowed on exp, nbf and iat."
     )
-    service_api_keys: list[SecretStr] = Field(
+    service_api_keys: Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_list)] = Field(
         default_factory=list,
-        description="Static keys (JSON list) that authenticate as role service.",
+        description="Static keys (comma-separated or a JSON list) that authenticate as role "
+        "service.",
+        examples=["key-one-of-32-or-more-characters,key-two-of-32-or-more-characters"],
     )
     max_query_depth: int = Field(10, ge=1, description="Deepest field nesting of an operation.")
     max_aliases: int = Field(15, ge=0, description="Aliases per document.")
@@ -140,10 +172,51 @@ class Settings(SecuritySettings):
         5.0, gt=0, description="Seconds a WebSocket client has to send connection_init."
     )
     graphiql: bool = Field(True, description="Serve GraphiQL at GET /graphql.")
-    allowed_origins: list[str] = Field(
+    allowed_origins: Annotated[list[str], NoDecode, BeforeValidator(_split_list)] = Field(
         default_factory=list,
-        description="Origins allowed to open cross-origin WebSockets (JSON list; '*' for any).",
+        description="Origins allowed to open cross-origin WebSockets (comma-separated or a "
+        "JSON list; '*' for any).",
+        examples=["https://dash.example,https://ops.example"],
     )
+
+
+# Never echoed back in an error message: they end up in logs.
+_SECRET_FIELDS = frozenset({"jwt_secret", "service_api_keys"})
+
+
+def describe_errors(error: ValidationError | SettingsError) -> list[str]:
+    """One line per invalid setting: the variable, what is wrong with its value, an example."""
+    if isinstance(error, SettingsError):
+        # pydantic-settings could not even decode a value; its message names the field.
+        return [f"invalid setting: {error}"]
+    lines = []
+    for item in error.errors():
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if not item["loc"]:
+            lines.append(f"invalid settings: {message}")
+            continue
+        name = str(item["loc"][0])
+        variable = name.upper()
+        shown = "<hidden>" if name in _SECRET_FIELDS else repr(item.get("input"))[:60]
+        lines.append(
+            f"invalid setting {variable}={shown}: {message} "
+            f"(example: {variable}={_example(name)})"
+        )
+    return lines
+
+
+def _example(name: str) -> str:
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return "..."
+    if field.examples:
+        return str(field.examples[0])
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, list):
+        return ",".join(map(str, default)) or "a,b"
+    if isinstance(default, bool):
+        return str(default).lower()
+    return str(default)
 
 
 def get_settings() -> Settings:
