@@ -23,6 +23,7 @@ def _serve(args: argparse.Namespace) -> int:
     from db.migrate import upgrade
 
     from .app import create_app
+    from .logs import log_config
     from .settings import get_settings
 
     settings = get_settings()
@@ -41,6 +42,8 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        # Tokens put in a URL's query string must not reach the access log.
+        log_config=log_config(),
         lifespan="on",
         # uvicorn refuses longer frames itself (close 1009) before buffering them.
         ws_max_size=settings.max_ws_frame_bytes,

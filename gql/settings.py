@@ -199,8 +199,7 @@ def describe_errors(error: ValidationError | SettingsError) -> list[str]:
         variable = name.upper()
         shown = "<hidden>" if name in _SECRET_FIELDS else repr(item.get("input"))[:60]
         lines.append(
-            f"invalid setting {variable}={shown}: {message} "
-            f"(example: {variable}={_example(name)})"
+            f"invalid setting {variable}={shown}: {message} (example: {variable}={_example(name)})"
         )
     return lines
 
