@@ -7,6 +7,7 @@ the database, so every caller (GraphQL, CLI, tests) gets the same rules.
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +16,8 @@ __all__ = [
     "DESCRIPTION_MAX_CHARS",
     "INTERVAL_MAX_SECONDS",
     "METADATA_MAX_BYTES",
+    "METADATA_MAX_DEPTH",
+    "METADATA_MAX_INT",
     "TYPE_PATTERN",
     "USER_ID_MAX_CHARS",
     "InvalidInput",
@@ -31,6 +34,10 @@ __all__ = [
 USER_ID_MAX_CHARS = 255
 DESCRIPTION_MAX_CHARS = 2_000
 METADATA_MAX_BYTES = 16 * 1024
+# Objects and arrays nested in metadata, the top-level object counting as 1.
+METADATA_MAX_DEPTH = 32
+# Integers in metadata: JavaScript's Number.MAX_SAFE_INTEGER.
+METADATA_MAX_INT = 2**53 - 1
 TYPE_PATTERN = re.compile(r"[a-z0-9_.-]{1,64}")
 # How far ahead of the server's clock an event's own time may be.
 FUTURE_SKEW = timedelta(minutes=5)
@@ -65,16 +72,52 @@ def check_text(value: str, *, field: str) -> str:
     return value
 
 
-def _check_json_text(value: object, field: str) -> None:
-    if isinstance(value, str):
-        check_text(value, field=field)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            check_text(str(key), field=field)
-            _check_json_text(item, field)
-    elif isinstance(value, list):
-        for item in value:
-            _check_json_text(item, field)
+_NUMBER_RANGE = (
+    f"must hold integers from -{METADATA_MAX_INT} to {METADATA_MAX_INT} (2^53 - 1, what "
+    "JavaScript clients read exactly) and finite floats; send larger numbers as strings"
+)
+
+
+def _check_float(value: float, field: str) -> None:
+    # NaN and Infinity are not JSON (RFC 8259 section 6); storing them would
+    # make every later response that includes this activity invalid JSON.
+    if math.isnan(value):
+        # GraphQL parses an integer literal too long for a float as NaN.
+        raise InvalidInput(field, f"must not contain NaN; it {_NUMBER_RANGE.removeprefix('must ')}")
+    if math.isinf(value):
+        # Also what an integer literal too long for a float becomes.
+        raise InvalidInput(field, f"{_NUMBER_RANGE} (got Infinity or a number out of range)")
+
+
+def _check_json_values(value: object, field: str) -> None:
+    """Check every string, integer and nesting level of a JSON value, without recursion.
+
+    Iterative on purpose: a value nested a thousand levels deep must be refused
+    with a message, not crash the checker (or the JSON encoder after it).
+    """
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            check_text(item, field=field)
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, float):
+            _check_float(item, field)
+        elif isinstance(item, int):
+            if not -METADATA_MAX_INT <= item <= METADATA_MAX_INT:
+                raise InvalidInput(field, _NUMBER_RANGE)
+        elif isinstance(item, dict | list):
+            if depth > METADATA_MAX_DEPTH:
+                raise InvalidInput(
+                    field, f"must be nested at most {METADATA_MAX_DEPTH} levels deep"
+                )
+            if isinstance(item, dict):
+                for key in item:
+                    check_text(str(key), field=field)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
 
 
 def check_user_id(user_id: str, *, field: str = "user_id") -> str:
@@ -109,16 +152,12 @@ def check_description(value: str, *, field: str = "description") -> str:
 
 
 def check_metadata(value: object, *, field: str = "metadata") -> dict[str, Any]:
-    """Return ``value`` if it is a JSON object of at most 16 KiB serialised (UTF-8)."""
+    """Return ``value`` if it is a JSON object of at most 16 KiB serialised (UTF-8),
+    nested at most 32 levels, with integers within +-(2^53 - 1)."""
     if not isinstance(value, dict):
         raise InvalidInput(field, f"must be a JSON object (got {type(value).__name__})")
-    _check_json_text(value, field)
-    try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except ValueError:
-        # NaN and Infinity are not JSON (RFC 8259 section 6); storing them would
-        # make every later response that includes this activity invalid JSON.
-        raise InvalidInput(field, "must not contain NaN or Infinity") from None
+    _check_json_values(value, field)
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     size = len(text.encode())
     if size > METADATA_MAX_BYTES:
         raise InvalidInput(

@@ -17,6 +17,7 @@ from db.activities import ActivityKey
 __all__ = ["InvalidCursor", "decode_cursor", "encode_cursor"]
 
 _PREFIX = "a1:"
+MAX_ID = 2**63 - 1
 
 
 class InvalidCursor(ValueError):
@@ -44,6 +45,10 @@ def decode_cursor(cursor: str) -> ActivityKey:
         timestamp = datetime.fromisoformat(stamp)
         if timestamp.tzinfo is None:
             raise ValueError("naive")
-        return ActivityKey(timestamp, int(ident))
+        activity_id = int(ident)
+        # Ids are positive 64-bit integers; a larger one would overflow the database.
+        if not 0 < activity_id <= MAX_ID:
+            raise ValueError("id out of range")
+        return ActivityKey(timestamp, activity_id)
     except (ValueError, UnicodeError, binascii.Error):
         raise InvalidCursor("is not a cursor issued by this API") from None

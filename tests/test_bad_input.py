@@ -3,6 +3,7 @@ and leaves no row behind."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -35,6 +36,13 @@ async def _row_counts(services: Services) -> dict[str, int]:
 
 def _activity(**overrides: Any) -> dict[str, Any]:
     return {"input": {"userId": "u1", "type": "note", **overrides}}
+
+
+def _nested(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
 
 
 WRITE_CASES = [
@@ -72,6 +80,18 @@ WRITE_CASES = [
         "input.metadata",
         "Infinity",
         id="metadata-infinity",
+    ),
+    pytest.param(
+        ADD, _activity(metadata=_nested(33)), "input.metadata", "32 levels", id="metadata-deep"
+    ),
+    pytest.param(
+        ADD, _activity(metadata=_nested(900)), "input.metadata", "32 levels", id="metadata-900"
+    ),
+    pytest.param(
+        ADD, _activity(metadata={"n": 2**53}), "input.metadata", "2^53 - 1", id="metadata-2^53"
+    ),
+    pytest.param(
+        ADD, _activity(metadata={"n": [-(2**63)]}), "input.metadata", "2^53 - 1", id="metadata-neg"
     ),
     pytest.param(ADD, _activity(userId="\ud800"), "input.userId", "surrogate", id="surrogate-id"),
     pytest.param(
@@ -146,11 +166,28 @@ async def test_bad_write_is_rejected_and_stores_nothing(
     }
 
 
+def _cursor(timestamp: str, activity_id: int) -> str:
+    text = f"a1:{timestamp}|{activity_id}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
 READ_CASES = [
     pytest.param({"u": "u1", "first": 0}, "first", "between 1 and 100", id="first-zero"),
     pytest.param({"u": "u1", "first": 101}, "first", "between 1 and 100", id="first-101"),
     pytest.param({"u": "u1", "after": "not-a-cursor"}, "after", "cursor", id="bad-cursor"),
     pytest.param({"u": "u1", "after": "YTE6eHx5"}, "after", "cursor", id="forged-cursor"),
+    pytest.param(
+        {"u": "u1", "after": _cursor("2026-01-01T00:00:00+00:00", 2**63)},
+        "after",
+        "cursor",
+        id="cursor-id-2^63",
+    ),
+    pytest.param(
+        {"u": "u1", "after": _cursor("2026-01-01T00:00:00+00:00", 0)},
+        "after",
+        "cursor",
+        id="cursor-id-0",
+    ),
     pytest.param({"u": ""}, "userId", "empty", id="empty-user"),
     pytest.param({"u": "u1", "types": ["BAD TYPE"]}, "types", "[a-z0-9_.-]", id="bad-types"),
 ]
@@ -209,3 +246,30 @@ async def test_nul_characters_are_refused_on_every_backend(
         "query($u: String!) { userStatus(userId: $u) { version } }", {"u": "a\x00"}
     )
     assert status["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_an_out_of_range_cursor_is_bad_input_when_the_database_answers(
+    graphql: GraphQLClient,
+) -> None:
+    # Past the store's window (100 activities) the page is read from the
+    # database, where an id of 2^63 would overflow a 64-bit integer.
+    for _ in range(101):
+        await graphql.data(ADD, _activity())
+    body = await graphql(
+        RECENT, {"u": "u1", "first": 100, "after": _cursor("2026-01-01T00:00:00+00:00", 2**63)}
+    )
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+
+
+async def test_a_4301_digit_integer_literal_in_metadata_is_refused_by_its_range(
+    graphql: GraphQLClient, services: Services
+) -> None:
+    huge = "9" * 4301
+    literal = '{userId: "u1", type: "note", metadata: {n: ' + huge + "}}"
+    query = "mutation { addActivity(input: " + literal + ") { id } }"
+    body = await graphql(query)
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert "integers from -9007199254740991 to 9007199254740991" in error["message"], error
+    assert (await _row_counts(services))["activities"] == 0
