@@ -23,6 +23,7 @@ def _serve(args: argparse.Namespace) -> int:
     from db.migrate import upgrade
 
     from .app import create_app
+    from .http_timeouts import timed_protocol
     from .logs import log_config
     from .settings import get_settings
 
@@ -45,6 +46,11 @@ def _serve(args: argparse.Namespace) -> int:
         # Tokens put in a URL's query string must not reach the access log.
         log_config=log_config(),
         lifespan="on",
+        # Slow clients (slowloris) are dropped: uvicorn itself never times out a request.
+        http=timed_protocol(
+            header_timeout=settings.request_header_timeout,
+            body_timeout=settings.request_body_timeout,
+        ),
         # uvicorn refuses longer frames itself (close 1009) before buffering them.
         ws_max_size=settings.max_ws_frame_bytes,
         # A client that stalls mid-request must not hold a shutdown (or a

@@ -93,6 +93,12 @@ class SecuritySettings(BaseSettings):
     max_ws_operations: int = Field(50, ge=1, description="Operations running at once per socket.")
     max_ws_frame_bytes: int = Field(64 * 1024, ge=1024, description="Bytes per WebSocket frame.")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Bytes per HTTP request body.")
+    request_header_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds a client has to send a request's headers."
+    )
+    request_body_timeout: float = Field(
+        30.0, gt=0, le=3600, description="Seconds a client has to send a request's body."
+    )
 
     @property
     def production(self) -> bool:
