@@ -9,7 +9,7 @@ from starlette.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 
 from db import SessionFactory
-from sync import Broadcast, Channels, Reader, RealtimeStore, Relay
+from sync import Channels, Hub, Reader, RealtimeStore, Relay
 
 from .auth import Authenticator, Principal
 from .settings import Settings
@@ -24,7 +24,7 @@ class Services:
     settings: Settings
     sessions: SessionFactory
     store: RealtimeStore | None
-    broadcast: Broadcast
+    hub: Hub
     channels: Channels
     relay: Relay
     reader: Reader

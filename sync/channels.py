@@ -1,4 +1,4 @@
-"""Channel names and the typed face of the broadcast: publish, replay and receive change events.
+"""Channel names and the typed face of the hub: publish, replay and receive change events.
 
 Each user has two channels: one for activities and one for status snapshots.
 The feed channel carries every user's activities. Channel names hash the
@@ -20,8 +20,9 @@ from contextlib import asynccontextmanager
 
 from db import OutboxKind, SessionFactory, outbox
 
-from .broadcast import Broadcast, Subscriber
 from .events import ChangeEvent
+from .hub import Hub
+from .subscribers import Subscriber
 
 __all__ = ["FEED_CHANNEL", "Channels", "CursorExpired", "EventStream", "user_channel"]
 
@@ -62,7 +63,7 @@ class EventStream:
     event replay already served). ``last_seq`` is the resume point to hand
     back to a client that must reconnect.
 
-    Iterating raises :class:`sync.broadcast.ChannelError` when the
+    Iterating raises :class:`sync.subscribers.ChannelError` when the
     subscription is cut off (overflow, lost broker connection).
     """
 
@@ -166,7 +167,7 @@ class Channels:
     """Publishes change events and opens :class:`EventStream` subscriptions.
 
     Args:
-        broadcast: a connected :class:`Broadcast`.
+        hub: a connected :class:`sync.hub.Hub`.
         sessions: used to replay and to load events published by reference.
         max_message_bytes: largest message the broker carries; bigger events
             travel as a reference to their outbox entry. Defaults to the
@@ -175,15 +176,15 @@ class Channels:
 
     def __init__(
         self,
-        broadcast: Broadcast,
+        hub: Hub,
         *,
         sessions: SessionFactory,
         max_message_bytes: int | None = None,
     ) -> None:
-        self.broadcast = broadcast
+        self.hub = hub
         self._sessions = sessions
         self.max_message_bytes = max_message_bytes or getattr(
-            broadcast.backend, "max_message_bytes", None
+            hub.backend, "max_message_bytes", None
         )
 
     async def publish(self, event: ChangeEvent) -> None:
@@ -193,9 +194,9 @@ class Channels:
             Exception: whatever the broker raises; the caller retries.
         """
         text = event.encode(max_bytes=self.max_message_bytes)
-        await self.broadcast.publish(user_channel(event.user_id, event.kind), text)
+        await self.hub.publish(user_channel(event.user_id, event.kind), text)
         if event.kind is OutboxKind.ACTIVITY:
-            await self.broadcast.publish(FEED_CHANNEL, text)
+            await self.hub.publish(FEED_CHANNEL, text)
 
     @asynccontextmanager
     async def user_events(
@@ -212,7 +213,7 @@ class Channels:
             ChannelDisconnected: the broker is unreachable.
             CursorExpired: ``after`` can no longer be replayed.
         """
-        async with self.broadcast.subscribe(
+        async with self.hub.subscribe(
             user_channel(user_id, kind), conflate=kind is OutboxKind.STATUS
         ) as subscriber:
             stream = EventStream(
@@ -224,7 +225,7 @@ class Channels:
     @asynccontextmanager
     async def feed_events(self) -> AsyncIterator[EventStream]:
         """Subscribe to every user's activities from now on."""
-        async with self.broadcast.subscribe(FEED_CHANNEL) as subscriber:
+        async with self.hub.subscribe(FEED_CHANNEL) as subscriber:
             yield EventStream(
                 subscriber, sessions=self._sessions, user_id=None, kind=OutboxKind.ACTIVITY
             )

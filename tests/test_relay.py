@@ -14,7 +14,7 @@ from db import activities, create_engine, create_session_factory, outbox, snapsh
 from db.migrate import upgrade
 from db.models import OutboxEntry, OutboxKind
 from db.sessions import SessionFactory
-from sync import Broadcast, ChangeEvent, Channels, Relay
+from sync import ChangeEvent, Channels, Hub, Relay
 from sync.channels import user_channel
 from sync.stores import UserState
 from sync.stores.memory import MemoryStore
@@ -61,7 +61,7 @@ async def test_store_failure_keeps_entries_pending_and_blocks_only_that_user(
 ) -> None:
     store = FlakyStore()
     store.down_for.add("sick")
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
         relay = Relay(sessions=sessions, store=store, channels=channels, retry_base=0.01)
         async with channels.user_events("sick", OutboxKind.ACTIVITY) as sick_stream:
@@ -96,7 +96,7 @@ async def test_publish_failure_is_retried_and_the_store_write_is_idempotent(
     sessions: SessionFactory,
 ) -> None:
     store = MemoryStore()
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
         relay = Relay(sessions=sessions, store=store, channels=channels, retry_base=0.01)
         real_publish = channels.publish
@@ -130,7 +130,7 @@ async def test_a_user_the_store_lost_is_primed_again_from_the_database(
     # A Redis restarted without persistence holds nothing: the next change of a
     # user must not leave an unprimed state that no read would ever fill.
     store = MemoryStore()
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         relay = Relay(
             sessions=sessions, store=store, channels=Channels(broadcast, sessions=sessions)
         )
@@ -155,7 +155,7 @@ async def test_the_store_keeps_up_with_the_database_while_publishing_fails(
     # A broker outage holds publishing back; queries read the store, which must
     # not stop at the first entry that failed to publish.
     store = MemoryStore()
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
         relay = Relay(sessions=sessions, store=store, channels=channels, retry_base=10.0)
 
@@ -189,7 +189,7 @@ async def test_entries_held_back_unclaimed_reach_the_store_and_free_their_writer
     sessions: SessionFactory,
 ) -> None:
     store = MemoryStore()
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
         relay = Relay(sessions=sessions, store=store, channels=channels, retry_base=10.0)
 
@@ -216,7 +216,7 @@ async def test_entries_held_back_unclaimed_reach_the_store_and_free_their_writer
 
 
 async def test_wait_published_resolves_for_the_writer(sessions: SessionFactory) -> None:
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
         async with Relay(
             sessions=sessions, store=None, channels=channels, poll_interval=10
@@ -229,7 +229,7 @@ async def test_wait_published_resolves_for_the_writer(sessions: SessionFactory) 
 
 
 async def test_big_event_travels_as_a_reference(sessions: SessionFactory) -> None:
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions, max_message_bytes=500)
         relay = Relay(sessions=sessions, store=None, channels=channels)
         async with (
@@ -260,7 +260,7 @@ async def test_relay_never_publishes_past_a_gap_in_the_claimed_batch(
             .where(OutboxEntry.seq == 2)
             .values(next_attempt_at=datetime.now(UTC) + timedelta(hours=1))
         )
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
         relay = Relay(sessions=sessions, store=None, channels=channels)
         async with channels.user_events("u", OutboxKind.ACTIVITY) as stream:
@@ -281,7 +281,7 @@ async def test_published_entries_are_pruned_after_retention_pending_ones_never(
     store.down_for.add("sick")
     await _add(sessions, "well", 2)
     await _add(sessions, "sick", 1)
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
         relay = Relay(sessions=sessions, store=store, channels=channels, retention=0.0)
         await relay.run_once()

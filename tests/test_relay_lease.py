@@ -14,7 +14,7 @@ import pytest
 from db import SessionFactory, activities, create_engine, create_session_factory, outbox, utcnow
 from db.leases import RelayLease, relay_lease
 from gql import Settings, create_app
-from sync import Broadcast, ChangeEvent, Channels, Relay
+from sync import ChangeEvent, Channels, Hub, Relay
 
 from .conftest import GraphQLClient, postgres_url_for
 
@@ -23,7 +23,7 @@ class RecordingChannels(Channels):
     """Channels that remember what was published instead of sending it anywhere."""
 
     def __init__(self, sessions: SessionFactory) -> None:
-        super().__init__(Broadcast("memory://"), sessions=sessions)
+        super().__init__(Hub("memory://"), sessions=sessions)
         self.published: list[ChangeEvent] = []
 
     async def publish(self, event: ChangeEvent) -> None:
