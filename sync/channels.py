@@ -9,14 +9,20 @@ Resuming: a stream opened with ``after=seq`` first replays, from the outbox,
 every committed event of that kind with a higher sequence number, then goes
 live. It subscribes before it reads, and drops live events it already
 replayed, so there is no gap and no duplicate at the seam.
+
+Starting from a snapshot: a status stream opened without ``after`` yields the
+current status first. It subscribes before it reads the snapshot and drops
+live events up to the snapshot's ``seq``: no gap, no duplicate there either.
+Both seams live here; resolvers only map what the streams yield to types.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from db import OutboxKind, SessionFactory, outbox
 
@@ -24,13 +30,25 @@ from .events import ChangeEvent
 from .hub import Hub
 from .subscribers import Subscriber
 
-__all__ = ["FEED_CHANNEL", "Channels", "CursorExpired", "EventStream", "user_channel"]
+__all__ = [
+    "FEED_CHANNEL",
+    "Channels",
+    "CursorExpired",
+    "EventStream",
+    "StatusReader",
+    "StatusStream",
+    "user_channel",
+]
 
 logger = logging.getLogger(__name__)
 
 FEED_CHANNEL = "checkin.feed"
 # Replayed events are read from the outbox in pages of this many.
 REPLAY_PAGE = 500
+
+#: Reads a user's current status payload, or ``None`` when the user has none;
+#: :meth:`sync.reads.Reader.user_status` is one.
+StatusReader = Callable[[str], Awaitable[dict[str, Any] | None]]
 
 
 class CursorExpired(Exception):
@@ -163,8 +181,40 @@ class EventStream:
         return event.with_payload(entry.payload)
 
 
+class StatusStream:
+    """A user's status: the current snapshot first (unless resuming), then after every change.
+
+    Iterating yields status payloads and raises what :class:`EventStream` raises.
+    """
+
+    def __init__(self, events: EventStream, *, user_id: str, current: StatusReader | None) -> None:
+        self._events = events
+        self._user_id = user_id
+        self._current = current
+
+    @property
+    def last_seq(self) -> int | None:
+        """The ``seq`` of the last status yielded (the resume point), or ``None``."""
+        return self._events.last_seq
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self._statuses()
+
+    async def _statuses(self) -> AsyncIterator[dict[str, Any]]:
+        if self._current is not None:
+            # Read after subscribing: a change committed meanwhile is either in
+            # the snapshot (and skipped live) or arrives live.
+            snapshot = await self._current(self._user_id)
+            if snapshot is not None:
+                self._events.skip_through(self._user_id, snapshot["seq"])
+                yield snapshot
+        async for event in self._events:
+            assert event.payload is not None  # EventStream loads payloads sent by reference
+            yield event.payload
+
+
 class Channels:
-    """Publishes change events and opens :class:`EventStream` subscriptions.
+    """Publishes change events and opens :class:`EventStream` and :class:`StatusStream` ones.
 
     Args:
         hub: a connected :class:`sync.hub.Hub`.
@@ -221,6 +271,18 @@ class Channels:
             )
             await stream.check_resumable()
             yield stream
+
+    @asynccontextmanager
+    async def status_events(
+        self, user_id: str, *, after: int | None = None, current: StatusReader
+    ) -> AsyncIterator[StatusStream]:
+        """``user_id``'s current status (read by ``current`` after subscribing), then every change.
+
+        With ``after``, no snapshot is read: the changes after that ``seq`` are
+        replayed instead. Conflates and raises as :meth:`user_events`.
+        """
+        async with self.user_events(user_id, OutboxKind.STATUS, after=after) as events:
+            yield StatusStream(events, user_id=user_id, current=current if after is None else None)
 
     @asynccontextmanager
     async def feed_events(self) -> AsyncIterator[EventStream]:
