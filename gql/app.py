@@ -18,8 +18,8 @@ from sqlalchemy import text
 from db import create_engine, create_session_factory, outbox, utcnow
 from db.leases import relay_lease
 from sync import (
-    Broadcast,
     Channels,
+    Hub,
     Leadership,
     Reader,
     RealtimeStore,
@@ -54,10 +54,10 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                 store = create_store(settings.realtime_url, window=settings.store_window)
                 if store is not None:
                     await stack.enter_async_context(store)
-                broadcast = await stack.enter_async_context(
-                    Broadcast(settings.broadcast_url, max_queue=settings.subscriber_queue)
+                hub = await stack.enter_async_context(
+                    Hub(settings.broadcast_url, max_queue=settings.subscriber_queue)
                 )
-                channels = Channels(broadcast, sessions=sessions)
+                channels = Channels(hub, sessions=sessions)
                 # PostgreSQL: instances share the database, and only the holder
                 # of this lease relays. SQLite: None, the one process relays.
                 lease = relay_lease(settings.database_url)
@@ -82,7 +82,7 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                     settings=settings,
                     sessions=sessions,
                     store=store,
-                    broadcast=broadcast,
+                    hub=hub,
                     channels=channels,
                     relay=relay,
                     writer=Writer(
@@ -164,7 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checks = {
             "database": await _database_ok(services),
             "store": True if services.store is None else await _store_ok(services),
-            "broker": services.broadcast.healthy,
+            "broker": services.hub.healthy,
             "relay": services.relay.running,
         }
         ready = all(checks.values())
@@ -213,15 +213,15 @@ class ServiceMetrics(Collector):
         else:
             self._values["checkin_outbox_backlog"] = count
             self._values["checkin_outbox_oldest_pending_seconds"] = oldest
-        broadcast = services.broadcast
+        hub = services.hub
         self._values.update(
             {
-                "checkin_broker_connected": 1 if broadcast.healthy else 0,
-                "checkin_broadcast_channels": broadcast.channels,
-                "checkin_broadcast_subscribers": broadcast.subscribers,
-                "checkin_broadcast_queued_events": broadcast.queued,
-                "checkin_broadcast_overflows": broadcast.overflows,
-                "checkin_broker_disconnects": broadcast.disconnects,
+                "checkin_broker_connected": 1 if hub.healthy else 0,
+                "checkin_broadcast_channels": hub.channels,
+                "checkin_broadcast_subscribers": hub.subscribers,
+                "checkin_broadcast_queued_events": hub.queued,
+                "checkin_broadcast_overflows": hub.overflows,
+                "checkin_broker_disconnects": hub.disconnects,
             }
         )
 

@@ -8,7 +8,7 @@ from starlette.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 
 from db import SessionFactory
-from sync import Broadcast, Channels, Reader, RealtimeStore, Relay, Writer
+from sync import Channels, Hub, Reader, RealtimeStore, Relay, Writer
 
 from .auth import Authenticator, Principal
 from .settings import Settings
@@ -23,7 +23,7 @@ class Services:
     settings: Settings
     sessions: SessionFactory
     store: RealtimeStore | None
-    broadcast: Broadcast
+    hub: Hub
     channels: Channels
     relay: Relay
     writer: Writer

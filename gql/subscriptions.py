@@ -2,7 +2,8 @@
 
 Every subscription listens before it reads, so nothing committed between the
 read and the first live event is missed, and events are deduplicated by
-sequence number at the seam.
+sequence number at the seam; :mod:`sync.channels` owns both seams (replay
+then live, snapshot then live). Resolvers here map what it yields to types.
 
 Resuming: ``activityAdded`` and ``userStatusChanged`` take ``after``, the
 ``seq`` of the last item the client received. The server replays every
@@ -23,8 +24,8 @@ why and where to resume:
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -32,7 +33,7 @@ from graphql import GraphQLError
 from db import OutboxKind
 from db.validation import check_user_id
 from sync import ChannelDisconnected, ChannelError, EventStream, SubscriberOverflow
-from sync.channels import CursorExpired
+from sync.channels import CursorExpired, StatusStream
 
 from .context import Context
 from .errors import BadUserInput, user_input
@@ -66,17 +67,24 @@ def _ended(exc: Exception, after: int | None) -> GraphQLError:
     return GraphQLError(message, extensions=extensions)
 
 
-@asynccontextmanager
-async def _stream(
-    info: Info, user_id: str, kind: OutboxKind, after: int | None
-) -> AsyncIterator[EventStream]:
+_Stream = TypeVar("_Stream", EventStream, StatusStream)
+
+
+def _check(user_id: str, after: int | None) -> None:
     with user_input():
         check_user_id(user_id)
     if after is not None and after < 0:
         raise BadUserInput("after", f"must be >= 0 (got {after})")
-    stream: EventStream | None = None
+
+
+@asynccontextmanager
+async def _resumable(
+    opening: AbstractAsyncContextManager[_Stream], after: int | None
+) -> AsyncIterator[_Stream]:
+    """Enter ``opening``; map how its stream ends to an error that says where to resume."""
+    stream: _Stream | None = None
     try:
-        async with info.context.channels.user_events(user_id, kind, after=after) as stream:
+        async with opening as stream:
             yield stream
     except (ChannelError, CursorExpired) as exc:
         raise _ended(exc, stream.last_seq if stream is not None else after) from None
@@ -94,7 +102,9 @@ class Subscription:
         user_id: str,
         after: Annotated[int | None, strawberry.argument(description=AFTER_DESCRIPTION)] = None,
     ) -> AsyncGenerator[Activity, None]:
-        async with _stream(info, user_id, OutboxKind.ACTIVITY, after) as stream:
+        _check(user_id, after)
+        events = info.context.channels.user_events(user_id, OutboxKind.ACTIVITY, after=after)
+        async with _resumable(events, after) as stream:
             async for event in stream:
                 assert event.payload is not None
                 yield Activity.from_payload(event.payload)
@@ -112,15 +122,13 @@ class Subscription:
         user_id: str,
         after: Annotated[int | None, strawberry.argument(description=AFTER_DESCRIPTION)] = None,
     ) -> AsyncGenerator[UserStatus, None]:
-        async with _stream(info, user_id, OutboxKind.STATUS, after) as stream:
-            if after is None:
-                current = await info.context.reader.user_status(user_id)
-                if current is not None:
-                    stream.skip_through(user_id, current["seq"])
-                    yield UserStatus.from_payload(current)
-            async for event in stream:
-                assert event.payload is not None
-                yield UserStatus.from_payload(event.payload)
+        _check(user_id, after)
+        statuses = info.context.channels.status_events(
+            user_id, after=after, current=info.context.reader.user_status
+        )
+        async with _resumable(statuses, after) as stream:
+            async for status in stream:
+                yield UserStatus.from_payload(status)
 
     @strawberry.subscription(
         extensions=[Authorize(ADMIN_ONLY)],

@@ -1,23 +1,30 @@
-"""Mirror and publish: the outbox relay, realtime stores and broadcast channels."""
+"""Mirror and publish: the outbox relay, realtime stores and channels over a fan-out hub."""
 
-from .broadcast import Broadcast, ChannelDisconnected, ChannelError, SubscriberOverflow
 from .channels import Channels, EventStream
 from .events import ChangeEvent
+from .hub import Hub
 from .leadership import Leadership, store_reset
 from .mirror import StoreMirror
 from .reads import ActivityPage, Reader
 from .relay import Publisher, Relay
 from .stores import RealtimeStore, StoreUnavailable, UserState, create_store
+from .subscribers import (
+    ChannelDisconnected,
+    ChannelError,
+    Subscriber,
+    SubscriberOverflow,
+    SubscriptionClosed,
+)
 from .writes import Waiters, Writer
 
 __all__ = [
     "ActivityPage",
-    "Broadcast",
     "ChangeEvent",
     "ChannelDisconnected",
     "ChannelError",
     "Channels",
     "EventStream",
+    "Hub",
     "Leadership",
     "Publisher",
     "Reader",
@@ -25,7 +32,9 @@ __all__ = [
     "Relay",
     "StoreMirror",
     "StoreUnavailable",
+    "Subscriber",
     "SubscriberOverflow",
+    "SubscriptionClosed",
     "UserState",
     "Waiters",
     "Writer",

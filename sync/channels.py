@@ -1,4 +1,4 @@
-"""Channel names and the typed face of the broadcast: publish, replay and receive change events.
+"""Channel names and the typed face of the hub: publish, replay and receive change events.
 
 Each user has two channels: one for activities and one for status snapshots.
 The feed channel carries every user's activities. Channel names hash the
@@ -9,27 +9,46 @@ Resuming: a stream opened with ``after=seq`` first replays, from the outbox,
 every committed event of that kind with a higher sequence number, then goes
 live. It subscribes before it reads, and drops live events it already
 replayed, so there is no gap and no duplicate at the seam.
+
+Starting from a snapshot: a status stream opened without ``after`` yields the
+current status first. It subscribes before it reads the snapshot and drops
+live events up to the snapshot's ``seq``: no gap, no duplicate there either.
+Both seams live here; resolvers only map what the streams yield to types.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from db import OutboxKind, SessionFactory, outbox
 
-from .broadcast import Broadcast, Subscriber
 from .events import ChangeEvent
+from .hub import Hub
+from .subscribers import Subscriber
 
-__all__ = ["FEED_CHANNEL", "Channels", "CursorExpired", "EventStream", "user_channel"]
+__all__ = [
+    "FEED_CHANNEL",
+    "Channels",
+    "CursorExpired",
+    "EventStream",
+    "StatusReader",
+    "StatusStream",
+    "user_channel",
+]
 
 logger = logging.getLogger(__name__)
 
 FEED_CHANNEL = "checkin.feed"
 # Replayed events are read from the outbox in pages of this many.
 REPLAY_PAGE = 500
+
+#: Reads a user's current status payload, or ``None`` when the user has none;
+#: :meth:`sync.reads.Reader.user_status` is one.
+StatusReader = Callable[[str], Awaitable[dict[str, Any] | None]]
 
 
 class CursorExpired(Exception):
@@ -62,7 +81,7 @@ class EventStream:
     event replay already served). ``last_seq`` is the resume point to hand
     back to a client that must reconnect.
 
-    Iterating raises :class:`sync.broadcast.ChannelError` when the
+    Iterating raises :class:`sync.subscribers.ChannelError` when the
     subscription is cut off (overflow, lost broker connection).
     """
 
@@ -162,11 +181,43 @@ class EventStream:
         return event.with_payload(entry.payload)
 
 
+class StatusStream:
+    """A user's status: the current snapshot first (unless resuming), then after every change.
+
+    Iterating yields status payloads and raises what :class:`EventStream` raises.
+    """
+
+    def __init__(self, events: EventStream, *, user_id: str, current: StatusReader | None) -> None:
+        self._events = events
+        self._user_id = user_id
+        self._current = current
+
+    @property
+    def last_seq(self) -> int | None:
+        """The ``seq`` of the last status yielded (the resume point), or ``None``."""
+        return self._events.last_seq
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self._statuses()
+
+    async def _statuses(self) -> AsyncIterator[dict[str, Any]]:
+        if self._current is not None:
+            # Read after subscribing: a change committed meanwhile is either in
+            # the snapshot (and skipped live) or arrives live.
+            snapshot = await self._current(self._user_id)
+            if snapshot is not None:
+                self._events.skip_through(self._user_id, snapshot["seq"])
+                yield snapshot
+        async for event in self._events:
+            assert event.payload is not None  # EventStream loads payloads sent by reference
+            yield event.payload
+
+
 class Channels:
-    """Publishes change events and opens :class:`EventStream` subscriptions.
+    """Publishes change events and opens :class:`EventStream` and :class:`StatusStream` ones.
 
     Args:
-        broadcast: a connected :class:`Broadcast`.
+        hub: a connected :class:`sync.hub.Hub`.
         sessions: used to replay and to load events published by reference.
         max_message_bytes: largest message the broker carries; bigger events
             travel as a reference to their outbox entry. Defaults to the
@@ -175,15 +226,15 @@ class Channels:
 
     def __init__(
         self,
-        broadcast: Broadcast,
+        hub: Hub,
         *,
         sessions: SessionFactory,
         max_message_bytes: int | None = None,
     ) -> None:
-        self.broadcast = broadcast
+        self.hub = hub
         self._sessions = sessions
         self.max_message_bytes = max_message_bytes or getattr(
-            broadcast.backend, "max_message_bytes", None
+            hub.backend, "max_message_bytes", None
         )
 
     async def publish(self, event: ChangeEvent) -> None:
@@ -193,9 +244,9 @@ class Channels:
             Exception: whatever the broker raises; the caller retries.
         """
         text = event.encode(max_bytes=self.max_message_bytes)
-        await self.broadcast.publish(user_channel(event.user_id, event.kind), text)
+        await self.hub.publish(user_channel(event.user_id, event.kind), text)
         if event.kind is OutboxKind.ACTIVITY:
-            await self.broadcast.publish(FEED_CHANNEL, text)
+            await self.hub.publish(FEED_CHANNEL, text)
 
     @asynccontextmanager
     async def user_events(
@@ -212,7 +263,7 @@ class Channels:
             ChannelDisconnected: the broker is unreachable.
             CursorExpired: ``after`` can no longer be replayed.
         """
-        async with self.broadcast.subscribe(
+        async with self.hub.subscribe(
             user_channel(user_id, kind), conflate=kind is OutboxKind.STATUS
         ) as subscriber:
             stream = EventStream(
@@ -222,9 +273,21 @@ class Channels:
             yield stream
 
     @asynccontextmanager
+    async def status_events(
+        self, user_id: str, *, after: int | None = None, current: StatusReader
+    ) -> AsyncIterator[StatusStream]:
+        """``user_id``'s current status (read by ``current`` after subscribing), then every change.
+
+        With ``after``, no snapshot is read: the changes after that ``seq`` are
+        replayed instead. Conflates and raises as :meth:`user_events`.
+        """
+        async with self.user_events(user_id, OutboxKind.STATUS, after=after) as events:
+            yield StatusStream(events, user_id=user_id, current=current if after is None else None)
+
+    @asynccontextmanager
     async def feed_events(self) -> AsyncIterator[EventStream]:
         """Subscribe to every user's activities from now on."""
-        async with self.broadcast.subscribe(FEED_CHANNEL) as subscriber:
+        async with self.hub.subscribe(FEED_CHANNEL) as subscriber:
             yield EventStream(
                 subscriber, sessions=self._sessions, user_id=None, kind=OutboxKind.ACTIVITY
             )

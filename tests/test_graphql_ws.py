@@ -74,9 +74,9 @@ def protocol_name(request: pytest.FixtureRequest) -> str:
 async def _wait_subscribed(app: FastAPI, channels: int) -> None:
     # The server subscribes to the broker asynchronously after "subscribe";
     # wait until it has, so that the next mutation is not published too early.
-    broadcast = app.state.services.broadcast
+    hub = app.state.services.hub
     for _ in range(200):
-        if broadcast.channels >= channels:
+        if hub.channels >= channels:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("subscription never reached the broker")

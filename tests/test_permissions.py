@@ -248,4 +248,4 @@ async def test_a_token_expiring_on_an_open_socket_closes_it_4403(
         assert await closed_with(proto, timeout=5) == 4403
         assert loop.time() - started < 3.5
     await asyncio.sleep(0.05)
-    assert app.state.services.broadcast.channels == 0, "the subscription outlived its socket"
+    assert app.state.services.hub.channels == 0, "the subscription outlived its socket"

@@ -15,9 +15,9 @@ from db.migrate import upgrade
 from db.models import OutboxEntry, OutboxKind
 from db.sessions import SessionFactory
 from sync import (
-    Broadcast,
     ChangeEvent,
     Channels,
+    Hub,
     Leadership,
     Publisher,
     RealtimeStore,
@@ -98,7 +98,7 @@ async def test_store_failure_keeps_entries_pending_and_blocks_only_that_user(
 ) -> None:
     store = FlakyStore()
     store.down_for.add("sick")
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
         relay = _relay(sessions, store, channels, retry_base=0.01)
         async with channels.user_events("sick", OutboxKind.ACTIVITY) as sick_stream:
@@ -133,7 +133,7 @@ async def test_publish_failure_is_retried_and_the_store_write_is_idempotent(
     sessions: SessionFactory,
 ) -> None:
     store = MemoryStore()
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         publisher = RecordingPublisher(Channels(broadcast, sessions=sessions))
         publisher.fail_next = 1
         relay = _relay(sessions, store, publisher, retry_base=0.01)
@@ -158,7 +158,7 @@ async def test_a_user_the_store_lost_is_primed_again_from_the_database(
     # A Redis restarted without persistence holds nothing: the next change of a
     # user must not leave an unprimed state that no read would ever fill.
     store = MemoryStore()
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         relay = _relay(sessions, store, Channels(broadcast, sessions=sessions))
         await _add(sessions, "u", 3)
         async with sessions.begin() as session:
@@ -181,7 +181,7 @@ async def test_the_store_keeps_up_with_the_database_while_publishing_fails(
     # A broker outage holds publishing back; queries read the store, which must
     # not stop at the first entry that failed to publish.
     store = MemoryStore()
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         publisher = RecordingPublisher(Channels(broadcast, sessions=sessions))
         publisher.down = True
         relay = _relay(sessions, store, publisher, retry_base=10.0)
@@ -211,7 +211,7 @@ async def test_entries_held_back_unclaimed_reach_the_store_and_free_their_writer
     sessions: SessionFactory,
 ) -> None:
     store = MemoryStore()
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         publisher = RecordingPublisher(Channels(broadcast, sessions=sessions))
         publisher.down = True
         relay = _relay(sessions, store, publisher, retry_base=10.0)
@@ -235,7 +235,7 @@ async def test_entries_held_back_unclaimed_reach_the_store_and_free_their_writer
 
 
 async def test_wait_published_resolves_for_the_writer(sessions: SessionFactory) -> None:
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
         async with _relay(sessions, None, channels, poll_interval=10) as relay:
             writer = _writer(relay, sessions)
@@ -252,7 +252,7 @@ async def test_a_write_transaction_waits_for_its_entries_to_be_published(
     sessions: SessionFactory,
 ) -> None:
     store = MemoryStore()
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
         async with _relay(sessions, store, channels, poll_interval=10) as relay:
             writer = _writer(relay, sessions, timeout=2)
@@ -302,7 +302,7 @@ async def test_a_writer_whose_relay_runs_elsewhere_polls_the_database(
 
 
 async def test_big_event_travels_as_a_reference(sessions: SessionFactory) -> None:
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions, max_message_bytes=500)
         relay = _relay(sessions, None, channels)
         async with (
@@ -333,7 +333,7 @@ async def test_relay_never_publishes_past_a_gap_in_the_claimed_batch(
             .where(OutboxEntry.seq == 2)
             .values(next_attempt_at=datetime.now(UTC) + timedelta(hours=1))
         )
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
         relay = _relay(sessions, None, channels)
         async with channels.user_events("u", OutboxKind.ACTIVITY) as stream:
@@ -354,7 +354,7 @@ async def test_published_entries_are_pruned_after_retention_pending_ones_never(
     store.down_for.add("sick")
     await _add(sessions, "well", 2)
     await _add(sessions, "sick", 1)
-    async with Broadcast("memory://") as broadcast:
+    async with Hub("memory://") as broadcast:
         channels = Channels(broadcast, sessions=sessions)
         relay = _relay(sessions, store, channels, retention=0.0)
         await relay.run_once()

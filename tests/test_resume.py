@@ -11,7 +11,7 @@ from sqlalchemy import delete
 
 from db.models import OutboxEntry
 from gql.context import Services
-from sync.broadcast import Broadcast
+from sync import Hub
 
 from .conftest import GraphQLClient, websocket
 from .test_graphql_ws import TRANSPORT_WS, Protocol
@@ -115,17 +115,17 @@ async def test_cursor_ahead_of_the_stream_is_expired(app: FastAPI, graphql: Grap
 
 
 async def test_status_subscribers_conflate_instead_of_overflowing() -> None:
-    async with Broadcast("memory://", max_queue=3) as broadcast:
-        async with broadcast.subscribe("s", conflate=True) as subscriber:
+    async with Hub("memory://", max_queue=3) as hub:
+        async with hub.subscribe("s", conflate=True) as subscriber:
             for i in range(10):
-                await broadcast.publish("s", str(i))
+                await hub.publish("s", str(i))
             await asyncio.sleep(0.01)
             assert subscriber.queued == 1
             assert (await subscriber.get()).message == "9"
             assert subscriber.dropped == 9
             # Within the inbox size nothing is dropped.
             for i in range(3):
-                await broadcast.publish("s", f"k{i}")
+                await hub.publish("s", f"k{i}")
             await asyncio.sleep(0.01)
             assert [(await subscriber.get()).message for _ in range(3)] == ["k0", "k1", "k2"]
 

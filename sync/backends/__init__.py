@@ -1,8 +1,10 @@
-"""Broker backends for :class:`sync.broadcast.Broadcast`, one per file, chosen by URL scheme.
+"""Broker backends for :class:`sync.hub.Hub`, one per file, chosen by URL scheme.
 
+Each implements the public ``broadcaster.BroadcastBackend`` interface.
 broadcaster 0.3.1 ships backends of its own; the Redis and PostgreSQL ones lose
-events or go silently deaf (see each module), so ours replace them. Drivers
-are imported only when their scheme is used.
+events or go silently deaf (see each module), so ours replace them, and its
+memory one lives under a private module path. Drivers are imported only when
+their scheme is used.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 if TYPE_CHECKING:
-    from broadcaster._backends.base import BroadcastBackend
+    from broadcaster import BroadcastBackend
 
 __all__ = ["create_backend"]
 
@@ -27,7 +29,7 @@ def create_backend(url: str) -> BroadcastBackend:
     """
     scheme = urlparse(url).scheme
     if scheme == "memory":
-        from broadcaster._backends.memory import MemoryBackend
+        from .memory import MemoryBackend
 
         return MemoryBackend(url)
     if scheme in ("redis", "rediss"):

@@ -8,7 +8,7 @@ Here one connection listens and a small pool publishes. The listening
 connection is watched two ways: asyncpg's termination listener (the server
 closed it, e.g. ``pg_terminate_backend``) and a periodic ``SELECT 1`` (the
 network went quiet). Either makes :meth:`next_published` raise, which our
-:class:`sync.broadcast.Broadcast` turns into ``ChannelDisconnected`` and a
+:class:`sync.hub.Hub` turns into ``ChannelDisconnected`` and a
 reconnect.
 """
 
@@ -19,8 +19,7 @@ from contextlib import suppress
 from typing import Any
 
 import asyncpg
-from broadcaster import Event
-from broadcaster._backends.base import BroadcastBackend
+from broadcaster import BroadcastBackend, Event
 
 __all__ = ["LISTEN_APPLICATION_NAME", "PUBLISH_APPLICATION_NAME", "PostgresBackend", "asyncpg_dsn"]
 

@@ -11,7 +11,7 @@ This backend reads the subscriber connection from :meth:`connect` on, waits
 for Redis to confirm each ``SUBSCRIBE`` (so an event published after
 :meth:`subscribe` returns is delivered), never retries a dropped connection
 itself, and pings an idle connection: a lost or silent connection makes
-:meth:`next_published` raise, which our :class:`sync.broadcast.Broadcast`
+:meth:`next_published` raise, which our :class:`sync.hub.Hub`
 turns into ``ChannelDisconnected`` and a reconnect.
 """
 
@@ -21,8 +21,7 @@ import asyncio
 from contextlib import suppress
 from typing import Any
 
-from broadcaster import Event
-from broadcaster._backends.base import BroadcastBackend
+from broadcaster import BroadcastBackend, Event
 from redis import asyncio as redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError

@@ -1,0 +1,146 @@
+"""One subscription's inbox, and the ways a subscription ends.
+
+A :class:`Subscriber` is what :meth:`sync.hub.Hub.subscribe` yields: a bounded
+FIFO of :class:`broadcaster.Event` that the hub's listener fills without ever
+blocking. Reading it after it ended raises :class:`SubscriptionClosed` (the
+consumer left, or the hub shut down) or a :class:`ChannelError` (it was cut
+off).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from contextlib import suppress
+
+from broadcaster import Event
+
+__all__ = [
+    "ChannelDisconnected",
+    "ChannelError",
+    "Subscriber",
+    "SubscriberOverflow",
+    "SubscriptionClosed",
+]
+
+
+class SubscriptionClosed(Exception):
+    """The subscription ended normally: its context was left or the hub disconnected."""
+
+
+class ChannelError(Exception):
+    """A subscription ended before its consumer asked it to."""
+
+
+class SubscriberOverflow(ChannelError):
+    """The subscriber fell more than ``max_queue`` events behind and was cut off."""
+
+
+class ChannelDisconnected(ChannelError):
+    """The broker connection was lost; events published meanwhile may be missing."""
+
+
+class Subscriber:
+    """One subscription's inbox: a bounded FIFO of :class:`broadcaster.Event`.
+
+    Args:
+        channel: the channel subscribed to.
+        max_queue: unread events allowed; one more ends the subscription with
+            :class:`SubscriberOverflow`.
+        conflate: on overflow, keep only the newest event instead of ending
+            the subscription (for channels whose events are full snapshots,
+            where the latest supersedes the rest). A subscriber that keeps up
+            still gets every event.
+        on_overflow: called once when the subscription is cut off by an overflow.
+
+    Attributes:
+        dropped: events discarded by conflation.
+    """
+
+    def __init__(
+        self,
+        channel: str,
+        max_queue: int,
+        *,
+        conflate: bool = False,
+        on_overflow: Callable[[], None] | None = None,
+    ) -> None:
+        self.channel = channel
+        self._on_overflow = on_overflow
+        # None is the end-of-stream sentinel; it is queued once and kept.
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._max_queue = max_queue
+        self._conflate = conflate
+        self._error: ChannelError | None = None
+        self._closed = False
+        self.dropped = 0
+
+    def __repr__(self) -> str:
+        return f"Subscriber(channel={self.channel!r}, queued={self._queue.qsize()})"
+
+    @property
+    def queued(self) -> int:
+        """Events waiting to be read."""
+        return self._queue.qsize()
+
+    def push(self, event: Event) -> None:
+        """Queue ``event`` without blocking; overflow ends the subscription (or conflates)."""
+        if self._closed:
+            return
+        if self._queue.qsize() < self._max_queue:
+            self._queue.put_nowait(event)
+        elif self._conflate:
+            self.dropped += self._drain()
+            self._queue.put_nowait(event)
+        else:
+            if self._on_overflow is not None:
+                self._on_overflow()
+            self.fail(
+                SubscriberOverflow(
+                    f"subscriber of {self.channel!r} fell {self._max_queue} events behind"
+                )
+            )
+
+    def fail(self, error: ChannelError) -> None:
+        """End the subscription with ``error``; queued events are dropped."""
+        if self._closed:
+            return
+        self._error = error
+        self._closed = True
+        self._drain()
+        self._queue.put_nowait(None)
+
+    def close(self) -> None:
+        """End the subscription normally: queued events are still delivered first."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put_nowait(None)
+
+    async def get(self) -> Event:
+        """The next event.
+
+        Raises:
+            SubscriptionClosed: the subscription was closed normally.
+            ChannelError: it was ended by an overflow or a lost connection.
+        """
+        item = await self._queue.get()
+        if item is None:
+            # Keep the sentinel so that later calls raise too.
+            self._queue.put_nowait(None)
+            if self._error is not None:
+                raise self._error
+            raise SubscriptionClosed()
+        return item
+
+    async def __aiter__(self) -> AsyncGenerator[Event, None]:
+        """Every event until a normal close; a :class:`ChannelError` propagates."""
+        with suppress(SubscriptionClosed):
+            while True:
+                yield await self.get()
+
+    def _drain(self) -> int:
+        count = 0
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            count += 1
+        return count
