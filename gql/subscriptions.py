@@ -96,8 +96,7 @@ class Subscription:
     ) -> AsyncGenerator[Activity, None]:
         async with _stream(info, user_id, OutboxKind.ACTIVITY, after) as stream:
             async for event in stream:
-                assert event.payload is not None
-                yield Activity.from_payload(event.payload)
+                yield Activity.from_payload(event.activity)
 
     @strawberry.subscription(
         extensions=[Authorize(OWN_USER)],
@@ -119,8 +118,7 @@ class Subscription:
                     stream.skip_through(user_id, current["seq"])
                     yield UserStatus.from_payload(current)
             async for event in stream:
-                assert event.payload is not None
-                yield UserStatus.from_payload(event.payload)
+                yield UserStatus.from_payload(event.status)
 
     @strawberry.subscription(
         extensions=[Authorize(ADMIN_ONLY)],
@@ -130,7 +128,6 @@ class Subscription:
         try:
             async with info.context.channels.feed_events() as stream:
                 async for event in stream:
-                    assert event.payload is not None
-                    yield Activity.from_payload(event.payload)
+                    yield Activity.from_payload(event.activity)
         except ChannelError as exc:
             raise _ended(exc, None) from None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from db import SessionFactory, activities, outbox, snapshots, statuses
+from db.payloads import ActivityPayload, StatusPayload
 from db.validation import check_user_id
 
 from .stores import RealtimeStore, UserState
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 class ActivityPage:
     """Activity payloads, newest first, whether more follow, and ``source``: store or db."""
 
-    items: Sequence[dict[str, Any]]
+    items: Sequence[ActivityPayload]
     has_next: bool
     source: str
 
@@ -69,7 +69,7 @@ class Reader:
             logger.warning("realtime store prime failed for user %r: %r", user_id, exc)
         return state
 
-    async def user_status(self, user_id: str) -> dict[str, Any] | None:
+    async def user_status(self, user_id: str) -> StatusPayload | None:
         """The status payload of ``user_id`` or ``None`` when the user has none.
 
         Raises:
