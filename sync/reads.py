@@ -10,7 +10,7 @@ from db import SessionFactory, activities, outbox, snapshots, statuses
 from db.payloads import ActivityPayload, StatusPayload
 from db.validation import check_user_id
 
-from .stores import RealtimeStore, UserState
+from .stores import RealtimeStore, StoreUnavailable, UserState
 from .stores.state import from_snapshot, page
 
 __all__ = ["ActivityPage", "Reader"]
@@ -28,7 +28,11 @@ class ActivityPage:
 
 
 class Reader:
-    """Answers queries. A store failure is logged and answered from the database.
+    """Answers queries. A store outage is logged and answered from the database.
+
+    Only :class:`~sync.stores.StoreUnavailable` counts as an outage. Anything
+    else a store raises (a state it cannot decode, a broken rule) is a bug
+    and propagates: answering it from the database would hide it.
 
     Args:
         store_current: says whether the store may be read right now; an
@@ -52,7 +56,7 @@ class Reader:
             return None
         try:
             return await self._store.get(user_id)
-        except Exception as exc:
+        except StoreUnavailable as exc:
             logger.warning("realtime store read failed for user %r: %r", user_id, exc)
             return None
 
@@ -65,7 +69,7 @@ class Reader:
         state = from_snapshot(snapshot)
         try:
             await self._store.prime(state)
-        except Exception as exc:
+        except StoreUnavailable as exc:
             logger.warning("realtime store prime failed for user %r: %r", user_id, exc)
         return state
 
