@@ -3,7 +3,7 @@
 This package imports nothing else of the project.
 """
 
-from . import activities, checkins, leases, outbox, snapshots, statuses
+from . import activities, checkins, leases, outbox, payloads, snapshots, statuses
 from .models import Activity, AlertLevel, OutboxEntry, OutboxKind, UserStatus, utcnow
 from .sessions import SessionFactory, create_engine, create_session_factory
 from .validation import InvalidInput
@@ -22,6 +22,7 @@ __all__ = [
     "create_session_factory",
     "leases",
     "outbox",
+    "payloads",
     "snapshots",
     "statuses",
     "utcnow",

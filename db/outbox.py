@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Literal, overload
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ._upsert import insert_for
-from .models import Activity, OutboxEntry, OutboxKind, UserSequence, UserStatus, utcnow
+from .models import OutboxEntry, OutboxKind, UserSequence, utcnow
+from .payloads import ActivityPayload, Payload, StatusPayload, activity_payload, status_payload
 
 __all__ = [
     "NOTIFY_CHANNEL",
@@ -58,16 +59,45 @@ async def next_seq(session: AsyncSession, *, user_id: str) -> int:
     return int((await session.execute(stmt)).scalar_one())
 
 
+@overload
+async def append(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    seq: int,
+    kind: Literal[OutboxKind.ACTIVITY],
+    payload: ActivityPayload,
+    committed_at: datetime,
+) -> OutboxEntry: ...
+
+
+@overload
+async def append(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    seq: int,
+    kind: Literal[OutboxKind.STATUS],
+    payload: StatusPayload,
+    committed_at: datetime,
+) -> OutboxEntry: ...
+
+
 async def append(
     session: AsyncSession,
     *,
     user_id: str,
     seq: int,
     kind: OutboxKind,
-    payload: dict[str, Any],
+    payload: Payload,
     committed_at: datetime,
 ) -> OutboxEntry:
-    """Add one entry in the caller's transaction and remember its id on the session."""
+    """Add one entry in the caller's transaction and remember its id on the session.
+
+    The overloads make ``kind`` and ``payload`` agree: an activity entry
+    carries an :class:`~db.payloads.ActivityPayload`, a status entry a
+    :class:`~db.payloads.StatusPayload`.
+    """
     entry = OutboxEntry(
         user_id=user_id,
         seq=seq,
@@ -163,37 +193,6 @@ async def mark_failed(
         .where(OutboxEntry.user_id == user_id, OutboxEntry.published_at.is_(None))
         .values(next_attempt_at=retry_at)
     )
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def activity_payload(activity: Activity) -> dict[str, Any]:
-    """The JSON snapshot of an activity, as carried in the outbox and on channels."""
-    return {
-        "id": activity.id,
-        "user_id": activity.user_id,
-        "seq": activity.seq,
-        "type": activity.type,
-        "description": activity.description,
-        "timestamp": _iso(activity.timestamp),
-        "metadata": activity.metadata_,
-    }
-
-
-def status_payload(status: UserStatus) -> dict[str, Any]:
-    """The JSON snapshot of a user status, as carried in the outbox and on channels."""
-    return {
-        "user_id": status.user_id,
-        "last_check_in": _iso(status.last_check_in),
-        "next_due": _iso(status.next_due),
-        "alert_level": status.alert_level.value,
-        "alert_triggered_at": _iso(status.alert_triggered_at),
-        "version": status.version,
-        "seq": status.seq,
-        "updated_at": _iso(status.updated_at),
-    }
 
 
 async def prune(session: AsyncSession, *, published_before: datetime) -> int:

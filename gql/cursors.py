@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Any
 
 from db.activities import ActivityKey
+from db.payloads import ActivityPayload
 
 __all__ = ["InvalidCursor", "decode_cursor", "encode_cursor"]
 
@@ -24,7 +24,7 @@ class InvalidCursor(ValueError):
     """The cursor was not issued by this service."""
 
 
-def encode_cursor(activity: dict[str, Any]) -> str:
+def encode_cursor(activity: ActivityPayload) -> str:
     """The cursor of an activity payload (needs its ``timestamp`` and ``id``)."""
     text = f"{_PREFIX}{activity['timestamp']}|{activity['id']}"
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")

@@ -106,8 +106,7 @@ class Subscription:
         events = info.context.channels.user_events(user_id, OutboxKind.ACTIVITY, after=after)
         async with _resumable(events, after) as stream:
             async for event in stream:
-                assert event.payload is not None
-                yield Activity.from_payload(event.payload)
+                yield Activity.from_payload(event.activity)
 
     @strawberry.subscription(
         extensions=[Authorize(OWN_USER)],
@@ -138,7 +137,6 @@ class Subscription:
         try:
             async with info.context.channels.feed_events() as stream:
                 async for event in stream:
-                    assert event.payload is not None
-                    yield Activity.from_payload(event.payload)
+                    yield Activity.from_payload(event.activity)
         except ChannelError as exc:
             raise _ended(exc, None) from None

@@ -1,15 +1,15 @@
-"""GraphQL object types. They are built from payload dicts, never from ORM rows."""
+"""GraphQL object types. They are built from change payloads, never from ORM rows."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
 
 from db.models import AlertLevel
+from db.payloads import ActivityPayload, StatusPayload
 
 from .cursors import encode_cursor
 
@@ -52,7 +52,7 @@ class Activity:
     metadata: JSON = strawberry.field(description="A JSON object of at most 16 KiB.")
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> Activity:
+    def from_payload(cls, payload: ActivityPayload) -> Activity:
         return cls(
             id=strawberry.ID(str(payload["id"])),
             user_id=payload["user_id"],
@@ -60,7 +60,7 @@ class Activity:
             type=payload["type"],
             description=payload["description"],
             timestamp=datetime.fromisoformat(payload["timestamp"]),
-            metadata=payload["metadata"],
+            metadata=JSON(payload["metadata"]),
         )
 
 
@@ -78,7 +78,7 @@ class UserStatus:
     updated_at: datetime
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> UserStatus:
+    def from_payload(cls, payload: StatusPayload) -> UserStatus:
         return cls(
             user_id=payload["user_id"],
             last_check_in=_dt(payload["last_check_in"]),
@@ -112,7 +112,7 @@ class ActivityConnection:
 
     @classmethod
     def from_page(
-        cls, items: Sequence[dict[str, Any]], *, has_next: bool, after: str | None
+        cls, items: Sequence[ActivityPayload], *, has_next: bool, after: str | None
     ) -> ActivityConnection:
         edges = [
             ActivityEdge(cursor=encode_cursor(i), node=Activity.from_payload(i)) for i in items

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from db import SessionFactory, activities, outbox, snapshots, statuses
+from db.payloads import ActivityPayload, StatusPayload
 from db.validation import check_user_id
 
-from .stores import RealtimeStore, UserState
+from .stores import RealtimeStore, StoreUnavailable, UserState
 from .stores.state import from_snapshot, page
 
 __all__ = ["ActivityPage", "Reader"]
@@ -22,13 +22,17 @@ logger = logging.getLogger(__name__)
 class ActivityPage:
     """Activity payloads, newest first, whether more follow, and ``source``: store or db."""
 
-    items: Sequence[dict[str, Any]]
+    items: Sequence[ActivityPayload]
     has_next: bool
     source: str
 
 
 class Reader:
-    """Answers queries. A store failure is logged and answered from the database.
+    """Answers queries. A store outage is logged and answered from the database.
+
+    Only :class:`~sync.stores.StoreUnavailable` counts as an outage. Anything
+    else a store raises (a state it cannot decode, a broken rule) is a bug
+    and propagates: answering it from the database would hide it.
 
     Args:
         store_current: says whether the store may be read right now; an
@@ -52,7 +56,7 @@ class Reader:
             return None
         try:
             return await self._store.get(user_id)
-        except Exception as exc:
+        except StoreUnavailable as exc:
             logger.warning("realtime store read failed for user %r: %r", user_id, exc)
             return None
 
@@ -65,11 +69,11 @@ class Reader:
         state = from_snapshot(snapshot)
         try:
             await self._store.prime(state)
-        except Exception as exc:
+        except StoreUnavailable as exc:
             logger.warning("realtime store prime failed for user %r: %r", user_id, exc)
         return state
 
-    async def user_status(self, user_id: str) -> dict[str, Any] | None:
+    async def user_status(self, user_id: str) -> StatusPayload | None:
         """The status payload of ``user_id`` or ``None`` when the user has none.
 
         Raises:

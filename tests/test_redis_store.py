@@ -13,7 +13,7 @@ import pytest
 from redis import asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
-from db import OutboxKind
+from db import Activity, AlertLevel, OutboxKind, UserStatus, outbox
 from sync import ChangeEvent, StoreUnavailable, create_store
 from sync.stores._circuit import Circuit
 from sync.stores.memory import MemoryStore
@@ -28,29 +28,28 @@ BASE = datetime(2026, 1, 1, tzinfo=UTC)
 def _event(seq: int, user_id: str = "u1") -> ChangeEvent:
     at = BASE + timedelta(seconds=seq)
     if seq % 3 == 0:
-        payload = {
-            "user_id": user_id,
-            "last_check_in": at.isoformat(),
-            "next_due": None,
-            "alert_level": "NONE",
-            "alert_triggered_at": None,
-            "version": seq // 3,
-            "updated_at": at.isoformat(),
-        }
-        kind = OutboxKind.STATUS
-    else:
-        payload = {
-            "id": seq,
-            "user_id": user_id,
-            "seq": seq,
-            "type": "note",
-            "description": f"#{seq}",
-            "timestamp": at.isoformat(),
-            "metadata": {},
-        }
-        kind = OutboxKind.ACTIVITY
+        status = UserStatus(
+            user_id=user_id,
+            last_check_in=at,
+            next_due=None,
+            alert_level=AlertLevel.NONE,
+            alert_triggered_at=None,
+            version=seq // 3,
+            seq=seq,
+            updated_at=at,
+        )
+        return ChangeEvent(seq, user_id, seq, OutboxKind.STATUS, outbox.status_payload(status), at)
+    activity = Activity(
+        id=seq,
+        user_id=user_id,
+        seq=seq,
+        type="note",
+        description=f"#{seq}",
+        timestamp=at,
+        metadata_={},
+    )
     return ChangeEvent(
-        outbox_id=seq, user_id=user_id, seq=seq, kind=kind, payload=payload, committed_at=at
+        seq, user_id, seq, OutboxKind.ACTIVITY, outbox.activity_payload(activity), at
     )
 
 

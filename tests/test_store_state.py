@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
+from db import Activity, AlertLevel, UserStatus, outbox
 from db.activities import ActivityKey
 from db.models import OutboxKind
 from sync.events import ChangeEvent
@@ -14,23 +14,33 @@ from sync.stores.state import UserState, apply, page, prime
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def activity(seq: int, *, minutes: int | None = None, type: str = "note") -> ChangeEvent:
-    stamp = T0 + timedelta(minutes=seq if minutes is None else minutes)
-    payload: dict[str, Any] = {
-        "id": seq * 10,
-        "user_id": "u",
-        "seq": seq,
-        "type": type,
-        "description": "",
-        "timestamp": stamp.isoformat(),
-        "metadata": {},
-    }
-    return ChangeEvent(seq, "u", seq, OutboxKind.ACTIVITY, payload, T0)
+def activity(
+    seq: int, *, minutes: int | None = None, type: str = "note", user_id: str = "u"
+) -> ChangeEvent:
+    row = Activity(
+        id=seq * 10,
+        user_id=user_id,
+        seq=seq,
+        type=type,
+        description="",
+        timestamp=T0 + timedelta(minutes=seq if minutes is None else minutes),
+        metadata_={},
+    )
+    return ChangeEvent(seq, user_id, seq, OutboxKind.ACTIVITY, outbox.activity_payload(row), T0)
 
 
 def status(seq: int, version: int) -> ChangeEvent:
-    payload = {"user_id": "u", "version": version, "alert_level": "NONE"}
-    return ChangeEvent(seq, "u", seq, OutboxKind.STATUS, payload, T0)
+    row = UserStatus(
+        user_id="u",
+        last_check_in=None,
+        next_due=None,
+        alert_level=AlertLevel.NONE,
+        alert_triggered_at=None,
+        version=version,
+        seq=seq,
+        updated_at=T0,
+    )
+    return ChangeEvent(seq, "u", seq, OutboxKind.STATUS, outbox.status_payload(row), T0)
 
 
 def test_first_change_primes_a_new_user() -> None:
@@ -51,11 +61,7 @@ def test_apply_is_idempotent() -> None:
 def test_status_is_never_replaced_by_an_older_one() -> None:
     state = apply(None, status(1, 1), window=5)
     state = apply(state, status(2, 2), window=5)
-    assert apply(state, status(1, 1), window=5).status == {
-        "user_id": "u",
-        "version": 2,
-        "alert_level": "NONE",
-    }
+    assert apply(state, status(1, 1), window=5).status == status(2, 2).status
 
 
 def test_gap_drops_the_activity_window_but_keeps_the_new_status() -> None:
@@ -117,10 +123,7 @@ async def test_memory_store_evicts_least_recently_used() -> None:
     store = MemoryStore(window=5, max_users=2)
     async with store:
         for user in ("a", "b", "c"):
-            event = activity(1)
-            await store.apply(
-                ChangeEvent(1, user, 1, event.kind, {**(event.payload or {}), "user_id": user}, T0)
-            )
+            await store.apply(activity(1, user_id=user))
         assert await store.get("a") is None
         assert await store.get("c") is not None
         assert len(store) == 2

@@ -16,7 +16,12 @@ DEFAULT_WINDOW = 100
 
 
 class StoreUnavailable(Exception):
-    """The store could not be reached; callers fall back to the database."""
+    """The store could not be reached; callers fall back to the database.
+
+    Backends raise it for outages only (connection refused or lost, a
+    timeout, an open circuit breaker, a server refusing to serve); anything
+    else they raise is a bug, which callers let through.
+    """
 
 
 class RealtimeStore(abc.ABC):
@@ -74,7 +79,11 @@ class RealtimeStore(abc.ABC):
 
     @abc.abstractmethod
     async def prime(self, state: UserState) -> None:
-        """Install a database snapshot unless the store already holds a newer state."""
+        """Install a database snapshot unless the store already holds a newer state.
+
+        Raises:
+            StoreUnavailable: the store could not be written.
+        """
 
     @abc.abstractmethod
     async def get(self, user_id: str) -> UserState | None:
@@ -86,7 +95,11 @@ class RealtimeStore(abc.ABC):
 
     @abc.abstractmethod
     async def forget(self, user_id: str | None = None) -> None:
-        """Drop one user's state, or every user's when ``user_id`` is ``None``."""
+        """Drop one user's state, or every user's when ``user_id`` is ``None``.
+
+        Raises:
+            StoreUnavailable: the store could not be written.
+        """
 
     async def ping(self) -> bool:
         """Whether the store answers right now."""

@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, assert_never
 
 from db import OutboxKind, outbox
 from db.activities import ActivityKey
+from db.payloads import ActivityPayload, StatusPayload
 from db.snapshots import UserSnapshot
 
 from ..events import ChangeEvent
@@ -44,10 +45,10 @@ class UserState:
 
     user_id: str
     seq: int = 0
-    status: dict[str, Any] | None = None
+    status: StatusPayload | None = None
     primed: bool = False
     complete: bool = False
-    activities: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    activities: tuple[ActivityPayload, ...] = field(default_factory=tuple)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,11 +65,11 @@ class UserState:
 
 @dataclass(frozen=True, slots=True)
 class StorePage:
-    items: Sequence[dict[str, Any]]
+    items: Sequence[ActivityPayload]
     has_next: bool
 
 
-def key_of(payload: dict[str, Any]) -> ActivityKey:
+def key_of(payload: ActivityPayload) -> ActivityKey:
     return ActivityKey(datetime.fromisoformat(payload["timestamp"]), int(payload["id"]))
 
 
@@ -91,7 +92,7 @@ def prime(current: UserState | None, snapshot: UserState) -> UserState:
     return current
 
 
-def _insert(state: UserState, activity: dict[str, Any], window: int) -> UserState:
+def _insert(state: UserState, activity: ActivityPayload, window: int) -> UserState:
     items = [a for a in state.activities if a["id"] != activity["id"]]
     items.append(activity)
     items.sort(key=key_of, reverse=True)
@@ -119,10 +120,15 @@ def apply(current: UserState | None, event: ChangeEvent, *, window: int) -> User
     if event.seq > current.seq + 1:
         # Changes in between never reached us: only this event can be trusted.
         current = UserState(user_id=event.user_id, seq=event.seq - 1)
-    if event.kind is OutboxKind.STATUS:
-        current = replace(current, status=event.payload)
-    elif current.primed:
-        current = _insert(current, event.payload, window)
+    match event.kind:
+        case OutboxKind.STATUS:
+            current = replace(current, status=event.status)
+        case OutboxKind.ACTIVITY:
+            # An unprimed window cannot say where the activity belongs among the missing ones.
+            if current.primed:
+                current = _insert(current, event.activity, window)
+        case _:
+            assert_never(event.kind)
     return replace(current, seq=event.seq)
 
 
@@ -142,7 +148,7 @@ def page(
     if not state.primed:
         return None
     wanted = set(types) if types is not None else None
-    matches: list[dict[str, Any]] = []
+    matches: list[ActivityPayload] = []
     for activity in state.activities:
         if after is not None and key_of(activity) >= after:
             continue

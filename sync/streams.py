@@ -1,0 +1,187 @@
+"""What a subscription yields: change events replayed then live, and status snapshots.
+
+:class:`EventStream` owns the replay-then-live seam: opened with ``after=seq``
+it first replays, from the outbox, every committed event with a higher
+sequence number, then goes live, dropping live events replay already served.
+:class:`StatusStream` owns the snapshot-then-live seam: it yields the current
+status first and drops live events up to the snapshot's ``seq``. Both are
+subscribed before they read, so nothing falls between the read and live.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from db import OutboxKind, SessionFactory, outbox
+from db.payloads import StatusPayload
+
+from .events import ChangeEvent
+from .subscribers import Subscriber
+
+__all__ = ["REPLAY_PAGE", "CursorExpired", "EventStream", "StatusReader", "StatusStream"]
+
+logger = logging.getLogger(__name__)
+
+# Replayed events are read from the outbox in pages of this many.
+REPLAY_PAGE = 500
+
+#: Reads a user's current status payload, or ``None`` when the user has none;
+#: :meth:`sync.reads.Reader.user_status` is one.
+StatusReader = Callable[[str], Awaitable[StatusPayload | None]]
+
+
+class CursorExpired(Exception):
+    """A resume point is older than what the outbox retains (or ahead of the stream).
+
+    Attributes:
+        last_seq: the user's newest sequence number now.
+    """
+
+    def __init__(self, user_id: str, after: int, last_seq: int) -> None:
+        super().__init__(
+            f"cannot resume after seq {after} of {user_id!r}: "
+            f"the stream is at {last_seq} and older events were pruned"
+            if after < last_seq
+            else f"cannot resume after seq {after} of {user_id!r}: the stream is at {last_seq}"
+        )
+        self.last_seq = last_seq
+
+
+class EventStream:
+    """Change events from one subscription: replayed, then live; decoded, deduplicated, loaded.
+
+    Events of one user arrive in sequence order; an event whose ``seq`` is not
+    above the last one yielded for its user is dropped (a re-publish, or an
+    event replay already served). ``last_seq`` is the resume point to hand
+    back to a client that must reconnect.
+
+    Iterating raises :class:`sync.subscribers.ChannelError` when the
+    subscription is cut off (overflow, lost broker connection).
+    """
+
+    def __init__(
+        self,
+        subscriber: Subscriber,
+        *,
+        sessions: SessionFactory,
+        user_id: str | None,
+        kind: OutboxKind | None = None,
+        after: int | None = None,
+    ) -> None:
+        self._subscriber = subscriber
+        self._sessions = sessions
+        self._user_id = user_id
+        self._kind = kind
+        self._after = after
+        self._last_seq: dict[str, int] = {}
+
+    @property
+    def last_seq(self) -> int | None:
+        """The highest sequence number yielded (for a single-user stream), or ``None``."""
+        if self._user_id is None:
+            return None
+        return self._last_seq.get(self._user_id, self._after)
+
+    def __aiter__(self) -> AsyncIterator[ChangeEvent]:
+        return self._events()
+
+    def skip_through(self, user_id: str, seq: int) -> None:
+        """Drop events of ``user_id`` up to and including ``seq`` (already delivered)."""
+        self._last_seq[user_id] = max(self._last_seq.get(user_id, 0), seq)
+
+    async def check_resumable(self) -> None:
+        """Raise :class:`CursorExpired` unless every event after ``after`` is still retained."""
+        if self._after is None or self._user_id is None:
+            return
+        async with self._sessions() as session:
+            last, first = await outbox.stream_bounds(session, user_id=self._user_id)
+        if self._after > last or (
+            self._after < last and (first is None or first > self._after + 1)
+        ):
+            raise CursorExpired(self._user_id, self._after, last)
+
+    async def _replay(self) -> AsyncIterator[ChangeEvent]:
+        assert self._user_id is not None and self._after is not None
+        seq = self._after
+        kinds = None if self._kind is None else [self._kind]
+        while True:
+            async with self._sessions() as session:
+                entries = await outbox.after(
+                    session, user_id=self._user_id, seq=seq, kinds=kinds, limit=REPLAY_PAGE
+                )
+            for entry in entries:
+                yield ChangeEvent.from_entry(entry)
+            if len(entries) < REPLAY_PAGE:
+                return
+            seq = entries[-1].seq
+
+    async def _events(self) -> AsyncIterator[ChangeEvent]:
+        if self._after is not None and self._user_id is not None:
+            self._last_seq[self._user_id] = self._after
+            async for event in self._replay():
+                if self._accept(event):
+                    yield event
+        async for message in self._subscriber:
+            try:
+                event = ChangeEvent.decode(message.message)
+            except ValueError:
+                logger.warning("dropping malformed message on %s", message.channel)
+                continue
+            if not self._accept(event):
+                continue
+            if event.payload is None:
+                loaded = await self._load(event)
+                if loaded is None:
+                    continue
+                event = loaded
+            yield event
+
+    def _accept(self, event: ChangeEvent) -> bool:
+        if self._user_id is not None and event.user_id != self._user_id:
+            return False
+        if self._kind is not None and event.kind is not self._kind:
+            return False
+        if event.seq <= self._last_seq.get(event.user_id, 0):
+            return False
+        self._last_seq[event.user_id] = event.seq
+        return True
+
+    async def _load(self, event: ChangeEvent) -> ChangeEvent | None:
+        async with self._sessions() as session:
+            entry = await outbox.get(session, entry_id=event.outbox_id)
+        if entry is None:
+            logger.error("outbox entry %s of user %r is gone", event.outbox_id, event.user_id)
+            return None
+        return event.with_payload(entry.payload)
+
+
+class StatusStream:
+    """A user's status: the current snapshot first (unless resuming), then after every change.
+
+    Iterating yields status payloads and raises what :class:`EventStream` raises.
+    """
+
+    def __init__(self, events: EventStream, *, user_id: str, current: StatusReader | None) -> None:
+        self._events = events
+        self._user_id = user_id
+        self._current = current
+
+    @property
+    def last_seq(self) -> int | None:
+        """The ``seq`` of the last status yielded (the resume point), or ``None``."""
+        return self._events.last_seq
+
+    def __aiter__(self) -> AsyncIterator[StatusPayload]:
+        return self._statuses()
+
+    async def _statuses(self) -> AsyncIterator[StatusPayload]:
+        if self._current is not None:
+            # Read after subscribing: a change committed meanwhile is either in
+            # the snapshot (and skipped live) or arrives live.
+            snapshot = await self._current(self._user_id)
+            if snapshot is not None:
+                self._events.skip_through(self._user_id, snapshot["seq"])
+                yield snapshot
+        async for event in self._events:
+            yield event.status
