@@ -21,6 +21,7 @@ from sync import Broadcast, Channels, Reader, RealtimeStore, Relay, create_store
 from sync.metrics import RelayMetrics
 
 from .auth import AuthenticationError, Authenticator
+from .codes import ErrorCode
 from .context import Services
 from .graphiql import ASSETS_DIR, ASSETS_PATH
 from .limits import BodyLimit
@@ -162,7 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _unauthenticated(request: Request, exc: Exception) -> JSONResponse:
     # RFC 6750 section 3.1: an invalid token is answered with 401 and WWW-Authenticate.
     return JSONResponse(
-        {"errors": [{"message": str(exc), "extensions": {"code": "UNAUTHENTICATED"}}]},
+        {"errors": [{"message": str(exc), "extensions": {"code": ErrorCode.UNAUTHENTICATED}}]},
         status_code=401,
         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
     )

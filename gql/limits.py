@@ -43,6 +43,7 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 
+from .codes import ErrorCode
 from .settings import SecuritySettings
 
 __all__ = ["BodyLimit", "CostLimiter", "limit_extensions", "operation_cost"]
@@ -233,7 +234,7 @@ class BodyLimit:
                 "errors": [
                     {
                         "message": f"request body exceeds {self.max_bytes} bytes",
-                        "extensions": {"code": "PAYLOAD_TOO_LARGE"},
+                        "extensions": {"code": ErrorCode.PAYLOAD_TOO_LARGE},
                     }
                 ]
             }
