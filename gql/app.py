@@ -21,10 +21,10 @@ from sync import Broadcast, Channels, Reader, RealtimeStore, Relay, create_store
 from sync.metrics import RelayMetrics
 
 from .auth import AuthenticationError, Authenticator
+from .body_limit import BodyLimit
 from .codes import ErrorCode
 from .context import Services
 from .graphiql import ASSETS_DIR, ASSETS_PATH
-from .limits import BodyLimit
 from .router import create_router
 from .schema import create_schema
 from .settings import Settings

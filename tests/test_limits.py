@@ -1,4 +1,4 @@
-"""Document limits (depth, aliases, tokens, cost), GET mutations and body size (gql/limits.py)."""
+"""Document limits (depth, aliases, tokens, cost; gql/limits.py), GET mutations, body size."""
 
 from __future__ import annotations
 
