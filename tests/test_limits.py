@@ -13,8 +13,7 @@ from gql import Settings, create_schema
 from gql.limits import operation_cost
 
 from .conftest import GraphQLClient, websocket
-from .test_graphql_ws import LEGACY_WS, TRANSPORT_WS, Protocol
-from .test_permissions import closed_with
+from .helpers import LEGACY_WS, TRANSPORT_WS, Protocol, closed_with
 
 PAGE = (
     "edges { cursor node { id userId seq type description timestamp metadata } } "
