@@ -217,14 +217,19 @@ async def test_subscribing_to_another_user_is_an_error_and_the_socket_stays_open
         assert got["activityAdded"]["userId"] == "alice"
 
 
-async def test_admin_and_service_subscribe_to_anyone(app: FastAPI, protocol_name: str) -> None:
-    for credential in (ADMIN, API_KEY):
-        async with websocket(app, protocol_name) as ws:
-            proto = Protocol(ws, protocol_name)
-            await proto.init(_auth(credential))
-            await proto.subscribe("s", ACTIVITY_ADDED, {"u": "bob"})
-            await wait_subscribed(app, 1)
-            await proto.stop("s")
+@pytest.mark.parametrize("credential", [ADMIN, API_KEY], ids=["admin", "service-key"])
+async def test_admin_and_service_subscribe_to_anyone(
+    app: FastAPI, graphql: GraphQLClient, protocol_name: str, credential: str
+) -> None:
+    async with websocket(app, protocol_name) as ws:
+        proto = Protocol(ws, protocol_name)
+        await proto.init(_auth(credential))
+        await proto.subscribe("s", ACTIVITY_ADDED, {"u": "bob"})
+        await wait_subscribed(app, 1)
+        seq = (await graphql.as_(SERVICE).data(ADD, {"u": "bob"}))["addActivity"]["seq"]
+        got = (await proto.next_data("s"))["activityAdded"]
+        assert (got["userId"], got["seq"]) == ("bob", seq)
+        await proto.stop("s")
 
 
 async def test_a_token_expiring_on_an_open_socket_closes_it_4403(
