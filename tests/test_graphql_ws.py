@@ -91,7 +91,10 @@ async def test_activity_feed_receives_every_user(
         assert got == ["a", "b"]
 
 
-async def test_bad_subscription_argument_is_an_error_not_a_crash(app: FastAPI) -> None:
+async def test_bad_subscription_argument_is_an_error_not_a_crash(
+    app: FastAPI, graphql: GraphQLClient
+) -> None:
+    await graphql.data(CHECK_IN, {"input": {"userId": "u9", "intervalSeconds": 60}})
     async with websocket(app, TRANSPORT_WS) as ws:
         proto = Protocol(ws, TRANSPORT_WS)
         await proto.init()
@@ -99,6 +102,13 @@ async def test_bad_subscription_argument_is_an_error_not_a_crash(app: FastAPI) -
         message = await proto.receive()
         errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
         assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT", message
-        # The socket is still usable.
+        if message["type"] == "next":  # raised in the stream, which then completes
+            assert await proto.receive() == {"id": "a", "type": "complete"}
+        # The socket is still usable: the next subscription gets its first event.
         await proto.subscribe("b", STATUS_CHANGED, {"u": "u9"})
+        assert (await proto.next_data("b"))["userStatusChanged"] == {
+            "userId": "u9",
+            "alertLevel": "NONE",
+            "version": 1,
+        }
         await proto.stop("b")
