@@ -1,19 +1,15 @@
-"""Error codes in ``extensions.code``, named as Apollo Server and most GraphQL clients expect.
+"""Every error gets an ``extensions.code`` (:class:`gql.codes.ErrorCode`); internal ones are masked.
 
-* ``GRAPHQL_PARSE_FAILED``: the document is not GraphQL (spec section 2).
-* ``GRAPHQL_VALIDATION_FAILED``: the document breaks a validation rule (spec section 5).
-* ``BAD_USER_INPUT``: a variable or argument value is invalid (spec section 6.1.2,
-  CoerceVariableValues; or a limit of this API). ``extensions.field`` names the
-  argument path, e.g. ``input.description``.
-* ``BAD_REQUEST``: no query, an unknown ``operationName``, or an operation
-  type the transport does not carry (e.g. a query over legacy graphql-ws).
-* ``UNAUTHENTICATED``: the field needs credentials and none were sent.
-* ``FORBIDDEN``: the credentials do not allow this field or this userId
-  (:mod:`gql.permissions`).
-* ``INTERNAL_SERVER_ERROR``: anything else. In production (``ENV=production``)
-  :func:`mask_internal` replaces its message with ``Internal error`` and adds
-  ``extensions.correlationId``, the id of the log line holding the real message
-  and stack trace.
+:func:`add_codes` classifies what Strawberry and graphql-core raise:
+``GRAPHQL_PARSE_FAILED`` (spec section 2), ``GRAPHQL_VALIDATION_FAILED`` (spec
+section 5), ``BAD_USER_INPUT`` for variable coercion (spec section 6.1.2,
+CoerceVariableValues) with ``extensions.field`` naming the argument path, e.g.
+``input.description``, ``BAD_REQUEST`` for no query, an unknown
+``operationName`` or an operation type the transport does not carry (e.g. a
+query over legacy graphql-ws), and ``INTERNAL_SERVER_ERROR`` for anything else.
+In production (``ENV=production``) :func:`mask_internal` replaces an internal
+error's message with ``Internal error`` and adds ``extensions.correlationId``,
+the id of the log line holding the real message and stack trace.
 """
 
 from __future__ import annotations
@@ -32,27 +28,11 @@ from strawberry.utils.str_converters import to_camel_case
 
 from db import InvalidInput
 
+from .codes import ErrorCode
 from .cursors import InvalidCursor
 
-__all__ = [
-    "BAD_REQUEST",
-    "BAD_USER_INPUT",
-    "FORBIDDEN",
-    "INTERNAL_SERVER_ERROR",
-    "UNAUTHENTICATED",
-    "BadUserInput",
-    "add_codes",
-    "mask_internal",
-    "user_input",
-]
+__all__ = ["BadUserInput", "add_codes", "mask_internal", "user_input"]
 
-BAD_USER_INPUT = "BAD_USER_INPUT"
-PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
-VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
-INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
-UNAUTHENTICATED = "UNAUTHENTICATED"
-FORBIDDEN = "FORBIDDEN"
-BAD_REQUEST = "BAD_REQUEST"
 INTERNAL_ERROR_MESSAGE = "Internal error"
 
 logger = logging.getLogger(__name__)
@@ -62,7 +42,9 @@ class BadUserInput(GraphQLError):
     """An argument breaks a documented limit. ``extensions``: ``code``, ``field``."""
 
     def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field} {reason}", extensions={"code": BAD_USER_INPUT, "field": field})
+        super().__init__(
+            f"{field} {reason}", extensions={"code": ErrorCode.BAD_USER_INPUT, "field": field}
+        )
 
 
 @contextmanager
@@ -92,22 +74,24 @@ def _classify(error: GraphQLError) -> str:
             return code
     if error.path is None and error.message.startswith("Variable '$"):
         # Variable coercion failures (spec 6.1.2): wrong type, bad scalar value, missing.
-        return BAD_USER_INPUT
+        return ErrorCode.BAD_USER_INPUT
     if error.path is None and error.nodes and not isinstance(original, GraphQLError):
         # Points into the document before execution: a literal that a scalar refused
         # while validating (ValuesOfCorrectTypeRule keeps the scalar's ValueError).
-        return PARSE_FAILED if error.message.startswith("Syntax Error") else VALIDATION_FAILED
+        if error.message.startswith("Syntax Error"):
+            return ErrorCode.GRAPHQL_PARSE_FAILED
+        return ErrorCode.GRAPHQL_VALIDATION_FAILED
     if isinstance(original, _REQUEST_ERRORS):
         # No query, an unknown operationName, or an operation type the transport refuses
         # (HTTP answers these with 400; over WebSocket they are the operation's error).
-        return BAD_REQUEST
+        return ErrorCode.BAD_REQUEST
     if original is not None:
-        return INTERNAL_SERVER_ERROR
+        return ErrorCode.INTERNAL_SERVER_ERROR
     if error.message.startswith("Syntax Error"):
-        return PARSE_FAILED
+        return ErrorCode.GRAPHQL_PARSE_FAILED
     if error.path is None:
-        return VALIDATION_FAILED
-    return INTERNAL_SERVER_ERROR
+        return ErrorCode.GRAPHQL_VALIDATION_FAILED
+    return ErrorCode.INTERNAL_SERVER_ERROR
 
 
 _VARIABLE_PATH = re.compile(r"^Variable '\$(\w+)' (?:has|got) invalid value(?: at ([.\w\[\]]+))?")
@@ -126,7 +110,9 @@ def _with_code(errors: list[GraphQLError]) -> None:
         extensions: dict[str, Any] = dict(error.extensions or {})
         if "code" not in extensions:
             extensions["code"] = _classify(error)
-            if extensions["code"] == BAD_USER_INPUT and (field := _variable_field(error.message)):
+            if extensions["code"] == ErrorCode.BAD_USER_INPUT and (
+                field := _variable_field(error.message)
+            ):
                 extensions["field"] = field
             error.extensions = extensions
 
@@ -134,7 +120,9 @@ def _with_code(errors: list[GraphQLError]) -> None:
 def add_codes(errors: list[GraphQLError]) -> list[GraphQLError]:
     """Give every error an ``extensions.code``; return those that are internal errors."""
     _with_code(errors)
-    return [e for e in errors if (e.extensions or {}).get("code") == INTERNAL_SERVER_ERROR]
+    return [
+        e for e in errors if (e.extensions or {}).get("code") == ErrorCode.INTERNAL_SERVER_ERROR
+    ]
 
 
 _SUGGESTION = re.compile(r"\s*Did you mean .*\?$", re.DOTALL)
@@ -150,7 +138,7 @@ def mask_internal(errors: list[GraphQLError]) -> None:
     """
     for index, error in enumerate(errors):
         extensions = error.extensions or {}
-        if extensions.get("code") == INTERNAL_SERVER_ERROR:
+        if extensions.get("code") == ErrorCode.INTERNAL_SERVER_ERROR:
             if "correlationId" not in extensions:
                 errors[index] = _masked(error)
         elif "Did you mean" in error.message:
@@ -171,5 +159,5 @@ def _masked(error: GraphQLError) -> GraphQLError:
         INTERNAL_ERROR_MESSAGE,
         nodes=error.nodes,
         path=error.path,
-        extensions={"code": INTERNAL_SERVER_ERROR, "correlationId": correlation_id},
+        extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR, "correlationId": correlation_id},
     )

@@ -26,10 +26,13 @@ which is why ``uvicorn`` is pinned to a minor range in ``pyproject.toml``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .codes import ErrorCode
 
 __all__ = ["timed_protocol"]
 
@@ -41,10 +44,17 @@ _TIMEOUT_RESPONSE = (
     b"connection: close\r\n"
     b"content-length: %d\r\n\r\n%s"
 )
-_BODY = (
-    b'{"errors":[{"message":"request not received in time",'
-    b'"extensions":{"code":"REQUEST_TIMEOUT"}}]}'
-)
+_BODY = json.dumps(
+    {
+        "errors": [
+            {
+                "message": "request not received in time",
+                "extensions": {"code": ErrorCode.REQUEST_TIMEOUT},
+            }
+        ]
+    },
+    separators=(",", ":"),
+).encode()
 
 
 def timed_protocol(*, header_timeout: float, body_timeout: float) -> type[asyncio.Protocol]:

@@ -39,7 +39,7 @@ from strawberry.extensions import FieldExtension
 from strawberry.extensions.field_extension import AsyncExtensionResolver, SyncExtensionResolver
 
 from .auth import Principal, Role
-from .errors import FORBIDDEN, UNAUTHENTICATED
+from .codes import ErrorCode
 
 __all__ = [
     "ADMIN_ONLY",
@@ -77,7 +77,7 @@ class Rule:
         if principal is None:
             raise GraphQLError(
                 "authentication required: send 'Authorization: Bearer <token>'",
-                extensions={"code": UNAUTHENTICATED},
+                extensions={"code": ErrorCode.UNAUTHENTICATED},
             )
         if principal.role in self.roles:
             return
@@ -85,7 +85,7 @@ class Rule:
             user_id = _argument(arguments, self.owner)
             if isinstance(user_id, str) and principal.may_act_for(user_id):
                 return
-        raise GraphQLError(f"forbidden: {self.summary}", extensions={"code": FORBIDDEN})
+        raise GraphQLError(f"forbidden: {self.summary}", extensions={"code": ErrorCode.FORBIDDEN})
 
 
 _SERVICE_OR_ADMIN = frozenset({Role.SERVICE, Role.ADMIN})

@@ -35,6 +35,7 @@ from db.validation import check_user_id
 from sync import ChannelDisconnected, ChannelError, EventStream, SubscriberOverflow
 from sync.channels import CursorExpired, StatusStream
 
+from .codes import ErrorCode
 from .context import Context
 from .errors import BadUserInput, user_input
 from .permissions import ADMIN_ONLY, OWN_USER, Authorize
@@ -53,15 +54,15 @@ AFTER_DESCRIPTION = (
 def _ended(exc: Exception, after: int | None) -> GraphQLError:
     extensions: dict[str, Any]
     if isinstance(exc, CursorExpired):
-        extensions = {"code": "CURSOR_EXPIRED", "lastSeq": exc.last_seq}
+        extensions = {"code": ErrorCode.CURSOR_EXPIRED, "lastSeq": exc.last_seq}
         message = f"{exc}; subscribe again without `after` for a fresh snapshot"
     else:
         if isinstance(exc, SubscriberOverflow):
-            code = "SUBSCRIBER_OVERFLOW"
+            code = ErrorCode.SUBSCRIBER_OVERFLOW
         elif isinstance(exc, ChannelDisconnected):
-            code = "BROKER_DISCONNECTED"
+            code = ErrorCode.BROKER_DISCONNECTED
         else:
-            code = "SUBSCRIPTION_ENDED"
+            code = ErrorCode.SUBSCRIPTION_ENDED
         extensions = {"code": code, "after": after}
         message = f"subscription ended: {exc}; subscribe again with after: {after}"
     return GraphQLError(message, extensions=extensions)

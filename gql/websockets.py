@@ -1,6 +1,7 @@
 """WebSocket hardening for both subprotocols: frame checks, init timeout, token expiry.
 
-Close codes (graphql-transport-ws PROTOCOL.md; 1009 is RFC 6455 section 7.4.1):
+Close codes (:class:`gql.codes.CloseCode`, after graphql-transport-ws PROTOCOL.md; 1009 is
+RFC 6455 section 7.4.1):
 
 * ``4400``: a frame is not JSON, or not a message of the protocol's shape: not
   an object, ``type`` not a string, ``id`` not a string, ``payload`` not an
@@ -39,13 +40,10 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 )
 from strawberry.types.unset import UnsetType
 
+from .codes import CloseCode
 from .context import Context
 
 __all__ = [
-    "CLOSE_BAD_FRAME",
-    "CLOSE_FORBIDDEN",
-    "CLOSE_INIT_TIMEOUT",
-    "CLOSE_TOO_BIG",
     "GraphQLTransportWSHandler",
     "LegacyGraphQLWSHandler",
     "LimitedWebSocketAdapter",
@@ -53,11 +51,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-CLOSE_BAD_FRAME = 4400
-CLOSE_FORBIDDEN = 4403
-CLOSE_INIT_TIMEOUT = 4408
-CLOSE_TOO_BIG = 1009
 
 _OPERATION_START = frozenset({"subscribe", "start"})
 _OPERATION_END = frozenset({"complete", "stop"})
@@ -119,18 +112,18 @@ class LimitedWebSocketAdapter(ASGIWebSocketAdapter):
             except WebSocketDisconnect:
                 return
             except KeyError:
-                await self.close(CLOSE_BAD_FRAME, "WebSocket message type must be text")
+                await self.close(CloseCode.BAD_FRAME, "WebSocket message type must be text")
                 return
             if len(text) > self.max_frame_bytes or len(text.encode()) > self.max_frame_bytes:
-                await self.close(CLOSE_TOO_BIG, f"frame exceeds {self.max_frame_bytes} bytes")
+                await self.close(CloseCode.TOO_BIG, f"frame exceeds {self.max_frame_bytes} bytes")
                 return
             try:
                 message = self.view.decode_json(text)
             except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-                await self.close(CLOSE_BAD_FRAME, "WebSocket message must be valid JSON")
+                await self.close(CloseCode.BAD_FRAME, "WebSocket message must be valid JSON")
                 return
             if (problem := frame_problem(message)) is not None:
-                await self.close(CLOSE_BAD_FRAME, problem)
+                await self.close(CloseCode.BAD_FRAME, problem)
                 return
             yield message
 
@@ -178,7 +171,7 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def _expire(self) -> None:
         for operation_id in list(self.operations):
             await self.cleanup_operation(operation_id)
-        await self.websocket.close(CLOSE_FORBIDDEN, "Forbidden: token expired")
+        await self.websocket.close(CloseCode.FORBIDDEN, "Forbidden: token expired")
 
     async def shutdown(self) -> None:
         await _cancel(self._expiry)
@@ -203,19 +196,19 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
     async def _init_deadline(self, timeout: float) -> None:
         await asyncio.sleep(timeout)
         if not self.connection_acknowledged:
-            await self.websocket.close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout")
+            await self.websocket.close(CloseCode.INIT_TIMEOUT, "Connection initialisation timeout")
 
     async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
         payload = message.get("payload")
         if self.connection_acknowledged:
-            await self.websocket.close(4429, "Too many initialisation requests")
+            await self.websocket.close(CloseCode.TOO_MANY_INIT, "Too many initialisation requests")
             return
         self.context.connection_params = payload
         try:
             ack = await self.view.on_ws_connect(self.context)
         except ConnectionRejectionError as exc:
             await self.send_message({"type": "connection_error", "payload": exc.payload})
-            await self.websocket.close(CLOSE_FORBIDDEN, "Forbidden")
+            await self.websocket.close(CloseCode.FORBIDDEN, "Forbidden")
             return
         if isinstance(ack, UnsetType) or ack is None:
             await self.send_message({"type": "connection_ack"})
@@ -229,4 +222,4 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
 
     async def _expire(self) -> None:
         await self.cleanup()
-        await self.websocket.close(CLOSE_FORBIDDEN, "Forbidden: token expired")
+        await self.websocket.close(CloseCode.FORBIDDEN, "Forbidden: token expired")

@@ -28,6 +28,8 @@ import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from gql.codes import RESUMABLE
+
 __all__ = ["DeliveryChecker", "Report", "UserReport"]
 
 SUBSCRIPTION = """subscription($u: String!, $after: Int) {
@@ -38,7 +40,6 @@ RECENT = """query($u: String!, $after: String) {
     edges { node { seq } } pageInfo { hasNextPage endCursor }
   }
 }"""
-RESUMABLE = {"SUBSCRIBER_OVERFLOW", "BROKER_DISCONNECTED", "SUBSCRIPTION_ENDED"}
 
 
 @dataclass

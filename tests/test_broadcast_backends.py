@@ -26,7 +26,7 @@ from sync.backends.postgres import LISTEN_APPLICATION_NAME, PostgresBackend, asy
 from sync.backends.redis import RedisBackend
 
 from .conftest import REDIS_URL, GraphQLClient, postgres_url_for, redis_url, websocket
-from .test_graphql_ws import ACTIVITY_ADDED, TRANSPORT_WS, Protocol
+from .helpers import ACTIVITY_ADDED, TRANSPORT_WS, Protocol
 
 RECEIVE_TIMEOUT = 5.0
 

@@ -34,7 +34,7 @@ from wsproto.utilities import LocalProtocolError
 from gql import Settings
 
 from .conftest import API_KEY, bearer, secure, token, websocket
-from .test_graphql_ws import LEGACY_WS, TRANSPORT_WS
+from .helpers import LEGACY_WS, TRANSPORT_WS
 
 SCHEMA = (Path(__file__).parents[1] / "schema.graphql").read_text()
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "500"))

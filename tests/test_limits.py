@@ -1,4 +1,4 @@
-"""Document limits (depth, aliases, tokens, cost), GET mutations and body size (gql/limits.py)."""
+"""Document limits (depth, aliases, tokens, cost; gql/limits.py), GET mutations, body size."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from gql import Settings, create_schema
 from gql.limits import operation_cost
 
 from .conftest import GraphQLClient, websocket
-from .test_graphql_ws import LEGACY_WS, TRANSPORT_WS, Protocol
-from .test_permissions import closed_with
+from .helpers import LEGACY_WS, TRANSPORT_WS, Protocol, closed_with
 
 PAGE = (
     "edges { cursor node { id userId seq type description timestamp metadata } } "

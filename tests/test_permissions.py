@@ -9,20 +9,20 @@ import httpx
 import pytest
 import strawberry
 from fastapi import FastAPI
-from httpx_ws import WebSocketDisconnect
 
 from gql import Settings
 from gql.permissions import OWN_USER, Authorize, check_every_root_field_guarded
 
 from .conftest import API_KEY, GraphQLClient, secure, token, websocket
-from .test_graphql_ws import (
+from .helpers import (
     ACTIVITY_ADDED,
     FEED,
     LEGACY_WS,
     STATUS_CHANGED,
     TRANSPORT_WS,
     Protocol,
-    _wait_subscribed,
+    closed_with,
+    wait_subscribed,
 )
 
 STATUS = "query($u: String!) { userStatus(userId: $u) { userId version } }"
@@ -158,14 +158,6 @@ def protocol_name(request: pytest.FixtureRequest) -> str:
     return name
 
 
-async def closed_with(proto: Protocol, timeout: float = 5.0) -> int:
-    """Read until the server closes the socket; its close code."""
-    with pytest.raises(WebSocketDisconnect) as closed:  # noqa: PT012
-        while True:
-            await proto.receive(timeout)
-    return closed.value.code
-
-
 def _auth(value: str) -> dict[str, str]:
     return {"authorization": f"Bearer {value}"}
 
@@ -218,21 +210,26 @@ async def test_subscribing_to_another_user_is_an_error_and_the_socket_stays_open
         assert (await _operation_error(proto, "feed"))["extensions"]["code"] == "FORBIDDEN"
         # Their own subscription on the same socket works.
         await proto.subscribe("mine", ACTIVITY_ADDED, {"u": "alice"})
-        await _wait_subscribed(app, 1)
+        await wait_subscribed(app, 1)
         await graphql.as_(SERVICE).data(ADD, {"u": "bob"})
         await graphql.as_(SERVICE).data(ADD, {"u": "alice"})
         got = await proto.next_data("mine")
         assert got["activityAdded"]["userId"] == "alice"
 
 
-async def test_admin_and_service_subscribe_to_anyone(app: FastAPI, protocol_name: str) -> None:
-    for credential in (ADMIN, API_KEY):
-        async with websocket(app, protocol_name) as ws:
-            proto = Protocol(ws, protocol_name)
-            await proto.init(_auth(credential))
-            await proto.subscribe("s", ACTIVITY_ADDED, {"u": "bob"})
-            await _wait_subscribed(app, 1)
-            await proto.stop("s")
+@pytest.mark.parametrize("credential", [ADMIN, API_KEY], ids=["admin", "service-key"])
+async def test_admin_and_service_subscribe_to_anyone(
+    app: FastAPI, graphql: GraphQLClient, protocol_name: str, credential: str
+) -> None:
+    async with websocket(app, protocol_name) as ws:
+        proto = Protocol(ws, protocol_name)
+        await proto.init(_auth(credential))
+        await proto.subscribe("s", ACTIVITY_ADDED, {"u": "bob"})
+        await wait_subscribed(app, 1)
+        seq = (await graphql.as_(SERVICE).data(ADD, {"u": "bob"}))["addActivity"]["seq"]
+        got = (await proto.next_data("s"))["activityAdded"]
+        assert (got["userId"], got["seq"]) == ("bob", seq)
+        await proto.stop("s")
 
 
 async def test_a_token_expiring_on_an_open_socket_closes_it_4403(
@@ -243,7 +240,7 @@ async def test_a_token_expiring_on_an_open_socket_closes_it_4403(
         proto = Protocol(ws, protocol_name)
         await proto.init(_auth(token("alice", expires_in=2)))
         await proto.subscribe("mine", ACTIVITY_ADDED, {"u": "alice"})
-        await _wait_subscribed(app, 1)
+        await wait_subscribed(app, 1)
         started = loop.time()
         assert await closed_with(proto, timeout=5) == 4403
         assert loop.time() - started < 3.5

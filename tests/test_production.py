@@ -14,7 +14,7 @@ from gql.cli import _is_loopback, main
 from gql.context import Services
 
 from .conftest import GraphQLClient, secure, token, websocket
-from .test_graphql_ws import STATUS_CHANGED, TRANSPORT_WS, Protocol
+from .helpers import STATUS_CHANGED, TRANSPORT_WS, Protocol
 
 ADMIN = token("ops", role="admin")
 SECRET_DETAIL = "password=hunter2 at db-primary.internal:5432"

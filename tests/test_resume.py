@@ -14,7 +14,7 @@ from gql.context import Services
 from sync import Hub
 
 from .conftest import GraphQLClient, websocket
-from .test_graphql_ws import TRANSPORT_WS, Protocol
+from .helpers import TRANSPORT_WS, Protocol
 
 ADD = "mutation($input: AddActivityInput!) { addActivity(input: $input) { seq } }"
 UPDATE = "mutation($input: UpdateUserStatusInput!) { updateUserStatus(input: $input) { seq } }"

@@ -24,7 +24,7 @@ from db.migrate import upgrade
 from gql import Settings, create_app
 
 from .conftest import GraphQLClient
-from .test_graphql_ws import TRANSPORT_WS, Protocol, _wait_subscribed
+from .helpers import TRANSPORT_WS, Protocol, wait_subscribed
 
 QUEUE = 3
 # Far more than the inbox holds while the socket is stalled.
@@ -107,7 +107,7 @@ async def test_lagging_status_subscriber_skips_ahead_and_activity_subscriber_ove
         await proto.init()
         await proto.subscribe("s", STATUS_CHANGED, {"u": "u1"})
         await proto.subscribe("a", ACTIVITY_ADDED, {"u": "u1"})
-        await _wait_subscribed(app, 2)
+        await wait_subscribed(app, 2)
         hub = app.state.services.hub
         stalled.flowing.clear()
         try:

@@ -19,8 +19,7 @@ from db.migrate import upgrade
 from gql import Settings, create_app
 
 from .conftest import websocket
-from .test_graphql_ws import ACTIVITY_ADDED, LEGACY_WS, TRANSPORT_WS, Protocol
-from .test_permissions import closed_with
+from .helpers import ACTIVITY_ADDED, LEGACY_WS, TRANSPORT_WS, Protocol, closed_with
 
 
 @pytest.fixture(params=[TRANSPORT_WS, LEGACY_WS])

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from gql import Settings
 
 from .conftest import GraphQLClient, websocket
-from .test_graphql_ws import TRANSPORT_WS, Protocol
+from .helpers import TRANSPORT_WS, Protocol
 
 CHECK_IN = """mutation($u: String!) {
   recordCheckIn(input: {userId: $u, intervalSeconds: 60}) { status { version } }

@@ -1,1 +1,16 @@
-"""Helpers shared by test modules: real doubles and small utilities, no tests."""
+"""What several test modules share: a client for both WebSocket subprotocols, documents, and
+real doubles (``publishers``)."""
+
+from .documents import ACTIVITY_ADDED, FEED, STATUS_CHANGED
+from .protocol import LEGACY_WS, TRANSPORT_WS, Protocol, closed_with, wait_subscribed
+
+__all__ = [
+    "ACTIVITY_ADDED",
+    "FEED",
+    "LEGACY_WS",
+    "STATUS_CHANGED",
+    "TRANSPORT_WS",
+    "Protocol",
+    "closed_with",
+    "wait_subscribed",
+]

@@ -1,0 +1,140 @@
+"""Operational endpoints: ``/healthz``, ``/readyz`` and ``/metrics``, and the metrics they read.
+
+* ``/healthz``: the process is up.
+* ``/readyz``: database, store and broker each answer; 503 otherwise. Its body
+  is ``{"ready": bool, "checks": {"database", "store", "broker", "relay": bool},
+  "relay_leader": bool}``; ``relay_leader`` tells which instance relays the
+  outbox and does not affect readiness.
+* ``/metrics``: Prometheus metrics (see :class:`ServiceMetrics`, :mod:`sync.metrics`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import ClassVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import text
+
+from db import outbox, utcnow
+
+from .context import Services
+
+__all__ = ["ServiceMetrics", "create_ops_router"]
+
+logger = logging.getLogger(__name__)
+
+
+def create_ops_router(registry: CollectorRegistry) -> APIRouter:
+    """The routes above; ``/metrics`` exposes ``registry``, with a :class:`ServiceMetrics` added.
+
+    The handlers read the running services from ``app.state.services``, which
+    the lifespan sets.
+    """
+    collector = ServiceMetrics(registry)
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        services: Services = request.app.state.services
+        checks = {
+            "database": await _database_ok(services),
+            "store": True if services.store is None else await _store_ok(services),
+            "broker": services.hub.healthy,
+            "relay": services.relay.running,
+        }
+        ready = all(checks.values())
+        body = {"ready": ready, "checks": checks, "relay_leader": services.relay.leading}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @router.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        services: Services = request.app.state.services
+        await collector.refresh(services)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+class ServiceMetrics(Collector):
+    """Metrics read from the running services at scrape time (no global state).
+
+    Gauges: ``checkin_outbox_backlog`` (entries not yet published),
+    ``checkin_outbox_oldest_pending_seconds``, ``checkin_broker_connected`` (1/0),
+    ``checkin_broadcast_channels``, ``checkin_broadcast_subscribers``,
+    ``checkin_broadcast_queued_events`` (unread events in all inboxes).
+    Counters: ``checkin_broadcast_overflows_total`` (subscribers cut off for
+    reading too slowly), ``checkin_broker_disconnects_total``.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._values: dict[str, float] = {}
+        registry.register(self)
+
+    async def refresh(self, services: Services) -> None:
+        try:
+            async with services.sessions() as session:
+                count, oldest = await outbox.backlog(session, now=utcnow())
+        except Exception as exc:
+            logger.warning("metrics: outbox backlog query failed: %r", exc)
+        else:
+            self._values["checkin_outbox_backlog"] = count
+            self._values["checkin_outbox_oldest_pending_seconds"] = oldest
+        hub = services.hub
+        self._values.update(
+            {
+                "checkin_broker_connected": 1 if hub.healthy else 0,
+                "checkin_broadcast_channels": hub.channels,
+                "checkin_broadcast_subscribers": hub.subscribers,
+                "checkin_broadcast_queued_events": hub.queued,
+                "checkin_broadcast_overflows": hub.overflows,
+                "checkin_broker_disconnects": hub.disconnects,
+            }
+        )
+
+    HELP: ClassVar[dict[str, str]] = {
+        "checkin_outbox_backlog": "Outbox entries not yet published.",
+        "checkin_outbox_oldest_pending_seconds": "Age of the oldest unpublished entry (s).",
+        "checkin_broker_connected": "1 while the broker connection is up.",
+        "checkin_broadcast_channels": "Channels with a local subscriber.",
+        "checkin_broadcast_subscribers": "Local channel subscribers.",
+        "checkin_broadcast_queued_events": "Unread events in all subscriber inboxes.",
+        "checkin_broadcast_overflows": "Subscribers cut off for reading too slowly.",
+        "checkin_broker_disconnects": "Broker connections lost.",
+    }
+    COUNTERS: ClassVar[frozenset[str]] = frozenset(
+        {"checkin_broadcast_overflows", "checkin_broker_disconnects"}
+    )
+
+    def collect(self) -> Iterator[Metric]:
+        for name, value in self._values.items():
+            family = CounterMetricFamily if name in self.COUNTERS else GaugeMetricFamily
+            yield family(name, self.HELP[name], value=value)
+
+
+async def _database_ok(services: Services) -> bool:
+    try:
+        async with services.sessions() as session:
+            await session.execute(text("SELECT 1"))
+    except Exception as exc:
+        logger.warning("readiness: database check failed: %r", exc)
+        return False
+    return True
+
+
+async def _store_ok(services: Services) -> bool:
+    assert services.store is not None
+    try:
+        return await services.store.ping()
+    except Exception as exc:
+        logger.warning("readiness: store check failed: %r", exc)
+        return False
