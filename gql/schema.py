@@ -16,6 +16,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionContext
 
 from .errors import add_codes, mask_internal
@@ -50,6 +51,23 @@ class _ParserCache(ParserCache):
                 context.query, **context.parse_options
             )
         yield
+
+
+class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """Gives each subscription event its own subfield memo.
+
+    graphql-core 3.3 builds the executor of each subscription event as a shallow
+    ``copy`` of the subscription's executor, so they all share one
+    ``_relevant_sub_fields`` dict. It is keyed by ``id()`` of the field lists
+    that each event collects anew, and keeps those lists alive, so it gained an
+    entry (about 1.5 KB) per delivered event for the life of the subscription.
+    The memo is private to graphql-core, which is pinned to 3.3.x for this.
+    """
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        executor = super().build_per_event_executor(payload)
+        executor._relevant_sub_fields = {}
+        return executor
 
 
 class Schema(strawberry.Schema):
@@ -105,6 +123,7 @@ def create_schema(settings: Settings | None = None) -> Schema:
         ),
         extensions=extensions,
         mask=settings.production,
+        execution_context_class=_ExecutionContext,
     )
 
 
