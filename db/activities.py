@@ -16,7 +16,7 @@ from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import outbox
-from .models import Activity, OutboxKind, utcnow
+from .models import Activity, utcnow
 from .validation import (
     InvalidInput,
     check_description,
@@ -101,14 +101,7 @@ async def add(
     )
     session.add(activity)
     await session.flush()
-    await outbox.append(
-        session,
-        user_id=user_id,
-        seq=seq,
-        kind=OutboxKind.ACTIVITY,
-        payload=outbox.activity_payload(activity),
-        committed_at=now,
-    )
+    await outbox.append_activity(session, activity, committed_at=now)
     return activity
 
 

@@ -24,7 +24,6 @@ import hashlib
 import logging
 from collections.abc import Callable
 from contextlib import suppress
-from types import TracebackType
 from typing import Any, Self
 
 from sqlalchemy.engine import make_url
@@ -84,12 +83,7 @@ class RelayLease:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def try_acquire(self, *, on_notify: Callable[[], None] | None = None) -> bool:

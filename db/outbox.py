@@ -12,20 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Literal, overload
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ._upsert import insert_for
-from .models import OutboxEntry, OutboxKind, UserSequence, utcnow
-from .payloads import ActivityPayload, Payload, StatusPayload, activity_payload, status_payload
+from .models import Activity, OutboxEntry, OutboxKind, UserSequence, UserStatus, utcnow
+from .payloads import Payload, activity_payload, status_payload
 
 __all__ = [
     "NOTIFY_CHANNEL",
     "activity_payload",
     "after",
-    "append",
+    "append_activity",
+    "append_status",
     "backlog",
     "get",
     "mark_failed",
@@ -59,45 +59,39 @@ async def next_seq(session: AsyncSession, *, user_id: str) -> int:
     return int((await session.execute(stmt)).scalar_one())
 
 
-@overload
-async def append(
+async def append_activity(
+    session: AsyncSession, activity: Activity, *, committed_at: datetime
+) -> OutboxEntry:
+    """Add the entry of a new ``activity`` (already flushed) in the caller's transaction."""
+    return await _append(
+        session,
+        activity.user_id,
+        activity.seq,
+        OutboxKind.ACTIVITY,
+        activity_payload(activity),
+        committed_at,
+    )
+
+
+async def append_status(
+    session: AsyncSession, status: UserStatus, *, committed_at: datetime
+) -> OutboxEntry:
+    """Add the entry of a changed ``status`` (already flushed) in the caller's transaction."""
+    return await _append(
+        session, status.user_id, status.seq, OutboxKind.STATUS, status_payload(status), committed_at
+    )
+
+
+async def _append(
     session: AsyncSession,
-    *,
-    user_id: str,
-    seq: int,
-    kind: Literal[OutboxKind.ACTIVITY],
-    payload: ActivityPayload,
-    committed_at: datetime,
-) -> OutboxEntry: ...
-
-
-@overload
-async def append(
-    session: AsyncSession,
-    *,
-    user_id: str,
-    seq: int,
-    kind: Literal[OutboxKind.STATUS],
-    payload: StatusPayload,
-    committed_at: datetime,
-) -> OutboxEntry: ...
-
-
-async def append(
-    session: AsyncSession,
-    *,
     user_id: str,
     seq: int,
     kind: OutboxKind,
     payload: Payload,
     committed_at: datetime,
 ) -> OutboxEntry:
-    """Add one entry in the caller's transaction and remember its id on the session.
-
-    The overloads make ``kind`` and ``payload`` agree: an activity entry
-    carries an :class:`~db.payloads.ActivityPayload`, a status entry a
-    :class:`~db.payloads.StatusPayload`.
-    """
+    # One builder per kind above keeps kind and payload in agreement. The id is
+    # kept on the session for sync.Writer, which waits for it after the commit.
     entry = OutboxEntry(
         user_id=user_id,
         seq=seq,

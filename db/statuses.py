@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import outbox
 from ._upsert import insert_for
-from .models import AlertLevel, OutboxKind, UserStatus, utcnow
+from .models import AlertLevel, UserStatus, utcnow
 from .validation import InvalidInput, check_aware, check_user_id
 
 __all__ = ["PATCHABLE_FIELDS", "get", "update"]
@@ -87,12 +87,5 @@ async def update(
     status: UserStatus = (
         await session.scalars(stmt, execution_options={"populate_existing": True})
     ).one()
-    await outbox.append(
-        session,
-        user_id=user_id,
-        seq=seq,
-        kind=OutboxKind.STATUS,
-        payload=outbox.status_payload(status),
-        committed_at=now,
-    )
+    await outbox.append_status(session, status, committed_at=now)
     return status

@@ -22,7 +22,6 @@ from sync import (
     RealtimeStore,
     Relay,
     StoreMirror,
-    Writer,
     create_store,
     store_reset,
 )
@@ -84,13 +83,7 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                     hub=hub,
                     channels=channels,
                     relay=relay,
-                    writer=Writer(
-                        sessions=sessions,
-                        leadership=leadership,
-                        waiters=relay.waiters,
-                        wake=relay.notify,
-                        timeout=settings.write_wait,
-                    ),
+                    writer=relay.writer(timeout=settings.write_wait),
                     reader=Reader(
                         sessions=sessions,
                         store=store,

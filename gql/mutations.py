@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import activities, checkins, outbox, statuses
 
@@ -18,6 +21,14 @@ __all__ = ["Mutation"]
 
 Info = strawberry.Info[Context, None]
 
+_UPDATE_STATUS = (
+    "Create or patch a user's status: omitted fields keep their value, null clears "
+    "a nullable field. version goes up by one."
+)
+_RECORD_CHECK_IN = (
+    "In one transaction: add a check_in activity, set lastCheckIn to its time, nextDue "
+    "to that time plus intervalSeconds, alertLevel to NONE and alertTriggeredAt to null."
+)
 _STATUS_FIELDS = frozenset({"last_check_in", "next_due", "alert_level", "alert_triggered_at"})
 
 
@@ -26,65 +37,53 @@ def _metadata(value: Any) -> Any:
     return {} if value is None else value
 
 
+@asynccontextmanager
+async def _write(info: Info) -> AsyncIterator[AsyncSession]:
+    """The mutation's unit of work; invalid input anywhere in it is ``BAD_USER_INPUT``."""
+    with user_input("input"):
+        async with info.context.writer.transaction() as session:
+            yield session
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
         extensions=[Authorize(WRITERS)], description="Add an activity to a user's feed."
     )
     async def add_activity(self, info: Info, input: AddActivityInput) -> Activity:
-        ctx = info.context
-        with user_input("input"):
-            async with ctx.writer.transaction() as session:
-                row = await activities.add(
-                    session,
-                    user_id=input.user_id,
-                    type=input.type,
-                    description=input.description,
-                    timestamp=input.timestamp,
-                    metadata=_metadata(input.metadata),
-                )
-                payload = outbox.activity_payload(row)
-        return Activity.from_payload(payload)
+        async with _write(info) as session:
+            row = await activities.add(
+                session,
+                user_id=input.user_id,
+                type=input.type,
+                description=input.description,
+                timestamp=input.timestamp,
+                metadata=_metadata(input.metadata),
+            )
+            # Built inside the unit of work, which still commits and waits on return.
+            return Activity.from_payload(outbox.activity_payload(row))
 
-    @strawberry.mutation(
-        extensions=[Authorize(WRITERS)],
-        description=(
-            "Create or patch a user's status: omitted fields keep their value, null clears "
-            "a nullable field. version goes up by one."
-        ),
-    )
+    @strawberry.mutation(extensions=[Authorize(WRITERS)], description=_UPDATE_STATUS)
     async def update_user_status(self, info: Info, input: UpdateUserStatusInput) -> UserStatus:
-        ctx = info.context
         changes = set_fields(input, _STATUS_FIELDS)
         if "alert_level" in changes and changes["alert_level"] is None:
             raise BadUserInput("input.alertLevel", "cannot be null; use NONE to clear an alert")
-        with user_input("input"):
-            async with ctx.writer.transaction() as session:
-                row = await statuses.update(session, user_id=input.user_id, changes=changes)
-                payload = outbox.status_payload(row)
-        return UserStatus.from_payload(payload)
+        async with _write(info) as session:
+            row = await statuses.update(session, user_id=input.user_id, changes=changes)
+            return UserStatus.from_payload(outbox.status_payload(row))
 
-    @strawberry.mutation(
-        extensions=[Authorize(OWN_USER_INPUT)],
-        description=(
-            "In one transaction: add a check_in activity, set lastCheckIn to its time, nextDue "
-            "to that time plus intervalSeconds, alertLevel to NONE and alertTriggeredAt to null."
-        ),
-    )
+    @strawberry.mutation(extensions=[Authorize(OWN_USER_INPUT)], description=_RECORD_CHECK_IN)
     async def record_check_in(self, info: Info, input: RecordCheckInInput) -> CheckInResult:
-        ctx = info.context
-        with user_input("input"):
-            async with ctx.writer.transaction() as session:
-                activity, status = await checkins.record(
-                    session,
-                    user_id=input.user_id,
-                    interval_seconds=input.interval_seconds,
-                    at=input.timestamp,
-                    description=input.description,
-                    metadata=_metadata(input.metadata),
-                )
-                result = CheckInResult(
-                    activity=Activity.from_payload(outbox.activity_payload(activity)),
-                    status=UserStatus.from_payload(outbox.status_payload(status)),
-                )
-        return result
+        async with _write(info) as session:
+            activity, status = await checkins.record(
+                session,
+                user_id=input.user_id,
+                interval_seconds=input.interval_seconds,
+                at=input.timestamp,
+                description=input.description,
+                metadata=_metadata(input.metadata),
+            )
+            return CheckInResult(
+                activity=Activity.from_payload(outbox.activity_payload(activity)),
+                status=UserStatus.from_payload(outbox.status_payload(status)),
+            )

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
+
 import strawberry
+
+from sync import ActivityPage
 
 from .context import Context
 from .cursors import decode_cursor
@@ -13,6 +18,23 @@ from .types import ActivityConnection, UserStatus
 __all__ = ["Query"]
 
 Info = strawberry.Info[Context, None]
+
+DEFAULT_FIRST = 20
+
+
+def _first(first: int | None) -> int:
+    # An explicit null means the default page size, as an omitted argument does.
+    return DEFAULT_FIRST if first is None else first
+
+
+async def _connection(
+    after: str | None, load: Callable[..., Awaitable[ActivityPage]]
+) -> ActivityConnection:
+    """The page ``load(after=key)`` reads after the cursor ``after``; bad input is
+    ``BAD_USER_INPUT``."""
+    with user_input():
+        page = await load(after=decode_cursor(after) if after is not None else None)
+    return ActivityConnection.from_page(page.items, has_next=page.has_next, after=after)
 
 
 @strawberry.type
@@ -33,12 +55,9 @@ class Query:
         after: str | None = None,
         types: list[str] | None = None,
     ) -> ActivityConnection:
-        with user_input():
-            key = decode_cursor(after) if after is not None else None
-            page = await info.context.reader.recent_activities(
-                user_id, first=20 if first is None else first, after=key, types=types
-            )
-        return ActivityConnection.from_page(page.items, has_next=page.has_next, after=after)
+        reader = info.context.reader
+        load = partial(reader.recent_activities, user_id, first=_first(first), types=types)
+        return await _connection(after, load)
 
     @strawberry.field(
         extensions=[Authorize(OWN_USER)],
@@ -60,9 +79,5 @@ class Query:
         after: str | None = None,
         types: list[str] | None = None,
     ) -> ActivityConnection:
-        with user_input():
-            key = decode_cursor(after) if after is not None else None
-            page = await info.context.reader.activity_feed(
-                first=20 if first is None else first, after=key, types=types
-            )
-        return ActivityConnection.from_page(page.items, has_next=page.has_next, after=after)
+        load = partial(info.context.reader.activity_feed, first=_first(first), types=types)
+        return await _connection(after, load)

@@ -21,14 +21,11 @@ says whether this process relays, :class:`sync.mirror.StoreMirror` keeps the
 store current, a :class:`Publisher` (:class:`sync.channels.Channels`) sends
 events, and :class:`sync.writes.Waiters` hears which entries went out.
 
-Several instances: with a lease (PostgreSQL), only the process holding it
-relays; the others retry every ``poll_interval``.
-One relay publishes each entry once and each user's entries in order. The
-holder hears other instances' commits through the lease connection, so their
-entries go out without waiting for a poll. A holder whose lease connection
-dies stops between two entries; the next holder starts from what is marked
-published, and whatever the old one published twice is dropped by the rules
-above. Without a lease (SQLite) the relay always runs: one process only.
+Several instances (PostgreSQL): only the lease holder relays, hears other
+instances' commits through the lease connection, and publishes each entry
+once, each user's in order. A holder whose lease connection dies stops between
+two entries; the next starts from what is marked published, and what the old
+one published twice is dropped by the rules above. SQLite: one process relays.
 """
 
 from __future__ import annotations
@@ -38,8 +35,8 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import timedelta
-from types import TracebackType
 from typing import Protocol, Self
 
 from db import OutboxEntry, SessionFactory, outbox, utcnow
@@ -48,12 +45,18 @@ from .events import ChangeEvent
 from .leadership import Leadership
 from .metrics import RelayMetrics
 from .mirror import StoreMirror
-from .writes import Waiters
+from .stores import StoreUnavailable
+from .subscribers import ChannelError
+from .writes import Waiters, Writer
 
 __all__ = ["Publisher", "Relay"]
 
 logger = logging.getLogger(__name__)
 
+# Failures that mean a service is away, logged without a traceback.
+_OUTAGES = (StoreUnavailable, ChannelError, OSError, TimeoutError)
+# Seconds an in-flight round may take to finish on exit.
+STOP_GRACE = 5.0
 # Seconds between prunes of published entries older than the retention.
 PRUNE_INTERVAL = 60.0
 
@@ -113,32 +116,21 @@ class Relay:
         self._stopping = False
         self._last_prune = 0.0
 
-    _STOP_GRACE = 5.0  # seconds an in-flight round may take to finish on exit
-
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._task is not None:
             # Let an in-flight round finish: cancelling it mid-connect would leave the
             # driver's worker thread completing after the event loop is gone.
             self._stopping = True
             self._wake.set()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), self._STOP_GRACE)
-            except (TimeoutError, Exception):
-                pass
+            with suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._task), STOP_GRACE)
             self._task.cancel()
-            try:
+            with suppress(asyncio.CancelledError, Exception):
                 await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
         self.waiters.release_all()
 
     @property
@@ -153,6 +145,16 @@ class Relay:
     def notify(self) -> None:
         """Ask for a round now (a local write has committed)."""
         self._wake.set()
+
+    def writer(self, *, timeout: float) -> Writer:
+        """A :class:`Writer` whose transactions wait up to ``timeout`` for this relay."""
+        return Writer(
+            sessions=self._sessions,
+            leadership=self.leadership,
+            waiters=self.waiters,
+            wake=self.notify,
+            timeout=timeout,
+        )
 
     async def _run(self) -> None:
         delay = self.retry_base
@@ -231,14 +233,16 @@ class Relay:
                 await self._mirror.apply(event)
                 await self._publisher.publish(event)
             except Exception as exc:
-                # Store and broker errors have no common base class; whatever it
-                # is, the entry is retried and the writer never sees it.
+                # Broker drivers' errors share no base class, so every failure is
+                # retried and holds back only this user; a failure that is not an
+                # outage (a bug, a bad entry) also gets its traceback logged.
                 logger.warning(
                     "relay of outbox entry %s (user %r, seq %s) failed: %r",
                     entry.id,
                     entry.user_id,
                     entry.seq,
                     exc,
+                    exc_info=not isinstance(exc, _OUTAGES),
                 )
                 await self._apply_ahead(entry.user_id, entries[i + 1 :])
                 return entry, exc

@@ -62,13 +62,7 @@ def _relay(
 
 
 def _writer(relay: Relay, sessions: SessionFactory, *, timeout: float = 0.0) -> Writer:
-    return Writer(
-        sessions=sessions,
-        leadership=relay.leadership,
-        waiters=relay.waiters,
-        wake=relay.notify,
-        timeout=timeout,
-    )
+    return relay.writer(timeout=timeout)
 
 
 @pytest.fixture

@@ -63,14 +63,7 @@ async def instances(
                     poll_interval=poll_interval,
                 )
             )
-            writer = Writer(
-                sessions=sessions,
-                leadership=leadership,
-                waiters=relay.waiters,
-                wake=relay.notify,
-                timeout=5.0,
-            )
-            return Instance(relay, lease, publisher, writer)
+            return Instance(relay, lease, publisher, relay.writer(timeout=5.0))
 
         yield start
 
