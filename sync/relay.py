@@ -180,10 +180,8 @@ class Relay:
             await self._idle()
 
     async def _idle(self) -> None:
-        try:
+        with suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-        except TimeoutError:
-            pass
 
     async def run_once(self) -> int:
         """One round: relay what is due. Returns the number of entries claimed."""
