@@ -16,7 +16,9 @@ from gql.auth import AuthenticationError, Authenticator
 
 from .conftest import AUDIENCE, ISSUER, SECRET, GraphQLClient, secure, websocket
 
+# Claims are built at collection: their exp must outlive the whole run.
 NOW = int(time.time())
+LIFETIME = 6 * 3600
 BAD_CLAIMS = {
     "role-list": {"role": ["admin"]},
     "role-object": {"role": {"admin": True}},
@@ -24,7 +26,7 @@ BAD_CLAIMS = {
     "sub-number": {"sub": 42},
     "sub-list": {"sub": ["u1"]},
     "exp-past-9999": {"exp": 10**13},
-    "exp-string": {"exp": str(NOW + 300)},
+    "exp-string": {"exp": str(NOW + LIFETIME)},
     "exp-bool": {"exp": True},
     "exp-negative": {"exp": -1},
     "exp-float-huge": {"exp": 1e300},
@@ -36,7 +38,7 @@ AUD_FORMS = {"aud-empty-list": [], "aud-empty-string": "", "aud-list": [AUDIENCE
 
 
 def _signed(**changes: Any) -> str:
-    claims = {"sub": "u1", "exp": NOW + 300, "aud": AUDIENCE, "iss": ISSUER, **changes}
+    claims = {"sub": "u1", "exp": NOW + LIFETIME, "aud": AUDIENCE, "iss": ISSUER, **changes}
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
@@ -58,7 +60,7 @@ async def test_any_aud_is_refused_without_a_configured_audience(
     authenticator = Authenticator(secure(settings, jwt_audience=None, jwt_issuer=None))
     with pytest.raises(AuthenticationError, match="audience"):
         await authenticator.authenticate(f"Bearer {_signed(aud=aud)}")
-    claims = {"sub": "u1", "exp": NOW + 300}
+    claims = {"sub": "u1", "exp": NOW + LIFETIME}
     assert await authenticator.authenticate(f"Bearer {jwt.encode(claims, SECRET)}") is not None
 
 
