@@ -102,6 +102,15 @@ class SecuritySettings(BaseSettings):
     request_body_timeout: float = Field(
         30.0, gt=0, le=3600, description="Seconds a client has to send a request's body."
     )
+    # Response size and API docs (issue 12, amplification and production surface).
+    max_response_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of one serialised result (HTTP body or WebSocket next message).",
+    )
+    openapi_docs: bool = Field(
+        False, description="Serve FastAPI's /docs, /redoc and /openapi.json (never in production)."
+    )
 
     @property
     def production(self) -> bool:
