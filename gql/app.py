@@ -131,7 +131,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "audience or by another issuer would be accepted"
         )
     registry = CollectorRegistry()
-    app = FastAPI(title="checkin-realtime", lifespan=_lifespan(settings, registry))
+    app = FastAPI(
+        title="checkin-realtime",
+        lifespan=_lifespan(settings, registry),
+        # Without the schema FastAPI serves no /docs or /redoc (Swagger UI loads from a CDN).
+        openapi_url="/openapi.json" if settings.openapi_docs and not settings.production else None,
+    )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(AuthenticationError, _unauthenticated)
     app.include_router(create_router(settings, create_schema(settings)), prefix="/graphql")

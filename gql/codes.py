@@ -32,6 +32,8 @@ class ErrorCode(StrEnum):
     """Anything else; masked in production, with ``extensions.correlationId``."""
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     """An HTTP body over ``MAX_BODY_BYTES`` (status 413)."""
+    RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
+    """A result that would serialise to over ``MAX_RESPONSE_BYTES``; nothing of it is sent."""
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
     """Headers or body slower than ``REQUEST_HEADER_TIMEOUT``/``REQUEST_BODY_TIMEOUT`` (408)."""
     SUBSCRIBER_OVERFLOW = "SUBSCRIBER_OVERFLOW"

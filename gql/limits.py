@@ -2,36 +2,23 @@
 
 * :func:`limit_extensions`: schema extensions (as zero-argument factories, so
   each operation gets fresh instances) for depth, aliases, tokens and cost.
-* :class:`CostLimiter`: a simple cost model. Each selected field costs 1, and
-  a field with a ``first`` argument multiplies the cost of what is selected
-  under it by ``first`` (its literal or variable value, else its default).
+* :class:`CostLimiter`: refuses an operation over ``MAX_QUERY_COST`` by the
+  cost model of :mod:`gql.cost` (fields weighted by the size they may return,
+  lists multiplied by ``first``), computed on the coerced variable values.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator
 
 from graphql import (
     DocumentNode,
-    FieldNode,
     FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLError,
-    GraphQLField,
-    GraphQLInterfaceType,
-    GraphQLNamedType,
-    GraphQLObjectType,
     GraphQLSchema,
-    InlineFragmentNode,
-    IntValueNode,
     OperationDefinitionNode,
-    SelectionSetNode,
-    VariableNode,
-    get_named_type,
 )
-from graphql.language import OperationType as AstOperationType
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -40,76 +27,10 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 
+from .cost import coerced_variables, operation_cost
 from .settings import SecuritySettings
 
-__all__ = ["CostLimiter", "limit_extensions", "operation_cost"]
-
-
-def operation_cost(
-    schema: GraphQLSchema,
-    operation: OperationDefinitionNode,
-    fragments: Mapping[str, FragmentDefinitionNode],
-    variables: Mapping[str, Any],
-) -> int:
-    """The cost of ``operation``: see the module docstring. Fragment cycles count once."""
-    root = {
-        AstOperationType.QUERY: schema.query_type,
-        AstOperationType.MUTATION: schema.mutation_type,
-        AstOperationType.SUBSCRIPTION: schema.subscription_type,
-    }[operation.operation]
-    defaults = {
-        d.variable.name.value: d.default_value for d in operation.variable_definitions or ()
-    }
-    memo: dict[str, int] = {}
-
-    def first_of(node: FieldNode, field: GraphQLField | None) -> int:
-        if field is None or "first" not in field.args:
-            return 1
-        value: Any = field.args["first"].default_value
-        for argument in node.arguments or ():
-            if argument.name.value != "first":
-                continue
-            literal = argument.value
-            if isinstance(literal, IntValueNode):
-                value = int(literal.value)
-            elif isinstance(literal, VariableNode):
-                name = literal.name.value
-                if name in variables:
-                    value = variables[name]
-                elif isinstance(defaults.get(name), IntValueNode):
-                    value = int(defaults[name].value)  # type: ignore[union-attr]
-        return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 1
-
-    def cost(
-        selections: SelectionSetNode, parent: GraphQLNamedType | None, seen: frozenset[str]
-    ) -> int:
-        total = 0
-        for selection in selections.selections:
-            if isinstance(selection, FieldNode):
-                field = None
-                if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
-                    field = parent.fields.get(selection.name.value)
-                inner = 0
-                if selection.selection_set is not None:
-                    child = get_named_type(field.type) if field is not None else None
-                    inner = cost(selection.selection_set, child, seen)
-                total += 1 + first_of(selection, field) * inner
-            elif isinstance(selection, InlineFragmentNode):
-                condition = selection.type_condition
-                target = schema.get_type(condition.name.value) if condition else parent
-                total += cost(selection.selection_set, target, seen)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                fragment = fragments.get(name)
-                if fragment is None or name in seen:
-                    continue
-                if name not in memo:
-                    target = schema.get_type(fragment.type_condition.name.value)
-                    memo[name] = cost(fragment.selection_set, target, seen | {name})
-                total += memo[name]
-        return total
-
-    return cost(operation.selection_set, root, frozenset())
+__all__ = ["CostLimiter", "limit_extensions"]
 
 
 class CostLimiter(SchemaExtension):
@@ -134,7 +55,7 @@ class CostLimiter(SchemaExtension):
         yield
 
     def _check(
-        self, schema: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any]
+        self, schema: GraphQLSchema, document: DocumentNode, variables: object
     ) -> GraphQLError | None:
         fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
@@ -142,12 +63,15 @@ class CostLimiter(SchemaExtension):
         for definition in document.definitions:
             if not isinstance(definition, OperationDefinitionNode):
                 continue
-            total = operation_cost(schema, definition, fragments, variables)
+            coerced = coerced_variables(schema, definition, variables)
+            if coerced is None:
+                continue  # invalid variables: execution refuses them with BAD_USER_INPUT
+            total = operation_cost(schema, definition, fragments, coerced)
             if total > self.max_cost:
                 name = definition.name.value if definition.name else "anonymous"
                 return GraphQLError(
-                    f"operation '{name}' costs {total}, over the limit of {self.max_cost}: "
-                    "ask for fewer items (first) or fewer fields",
+                    f"operation '{name}' costs {total}, over MAX_QUERY_COST={self.max_cost}: "
+                    "ask for fewer items (first) or fewer fields (metadata weighs 16)",
                     definition,
                 )
         return None

@@ -8,6 +8,8 @@
   Cross-origin handshakes are refused (HTTP 403) unless the origin is in
   ``ALLOWED_ORIGINS``: CORS does not apply to WebSockets (CSWSH). Frame and
   protocol checks are in :mod:`gql.websockets`.
+* Every result, over HTTP and WebSocket, is serialised within
+  ``MAX_RESPONSE_BYTES`` (:mod:`gql.response_size`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from .auth import AuthenticationError
 from .context import Context, get_context
 from .graphiql import GraphiQLRouter
+from .response_size import ResponseEncoder
 from .settings import Settings
 from .websockets import GraphQLTransportWSHandler, LegacyGraphQLWSHandler, LimitedWebSocketAdapter
 
@@ -43,6 +46,7 @@ class Router(GraphiQLRouter):
     graphql_ws_handler_class = LegacyGraphQLWSHandler
     websocket_adapter_class = LimitedWebSocketAdapter
     max_frame_bytes: int = 64 * 1024
+    response_encoder = ResponseEncoder(4 * 1024 * 1024)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Authenticate ``connection_init``; a refusal closes the socket with 4403."""
@@ -61,6 +65,10 @@ class Router(GraphiQLRouter):
         context.principal = principal
         no_payload: UnsetType = UNSET
         return no_payload
+
+    def encode_json(self, data: object) -> str:
+        """Serialise a result or WebSocket message; one over the cap becomes its error."""
+        return self.response_encoder(data)
 
     def parse_json(self, data: str | bytes) -> Any:
         """Decode a request body or a GET parameter; 400 unless it is a JSON object or array."""
@@ -125,4 +133,5 @@ def create_router(settings: Settings, schema: strawberry.Schema) -> Router:
         allowed_origins=settings.allowed_origins,
     )
     router.max_frame_bytes = settings.max_ws_frame_bytes
+    router.response_encoder = ResponseEncoder(settings.max_response_bytes)
     return router

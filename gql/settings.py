@@ -88,7 +88,10 @@ class SecuritySettings(BaseSettings):
     max_aliases: int = Field(15, ge=0, description="Aliases per document.")
     max_tokens: int = Field(2_000, ge=1, description="Lexical tokens per document.")
     max_query_cost: int = Field(
-        5_000, ge=1, description="Fields an operation may select, each list multiplied by first."
+        5_000,
+        ge=1,
+        description="Cost an operation may have: each field 1 or the KiB it may return "
+        "(metadata 16, description 2), what a list selects multiplied by first.",
     )
     max_ws_operations: int = Field(50, ge=1, description="Operations running at once per socket.")
     max_ws_frame_bytes: int = Field(64 * 1024, ge=1024, description="Bytes per WebSocket frame.")
@@ -98,6 +101,15 @@ class SecuritySettings(BaseSettings):
     )
     request_body_timeout: float = Field(
         30.0, gt=0, le=3600, description="Seconds a client has to send a request's body."
+    )
+    # Response size and API docs (issue 12, amplification and production surface).
+    max_response_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of one serialised result (HTTP body or WebSocket next message).",
+    )
+    openapi_docs: bool = Field(
+        False, description="Serve FastAPI's /docs, /redoc and /openapi.json (never in production)."
     )
 
     @property

@@ -161,6 +161,61 @@ async def test_arbitrary_http_bodies_never_cause_a_server_error(
         _check_body(response.status_code, response.json(), body)
 
 
+# The cost bypass of issue 12 (finding 4): any JSON spelling of a number that GraphQL
+# coerces to Int must be counted as that Int, and so must a variable's default.
+_SPELLINGS = ("{}", "{}.0", "{}.000", "{}e0", "{}0e-1", "{}E+0")
+_METADATA_PAGE = 'recentActivities(userId: "u1", first: $n) { edges { node { metadata } } }'
+_INT_MAX = 2**31 - 1
+
+
+@st.composite
+def _first_values(draw: st.DrawFn) -> tuple[str, str, int | None]:
+    """(document, variables JSON, the Int GraphQL coerces ``$n`` to or None if it cannot)."""
+    pages = draw(st.integers(1, 15))
+    number = draw(
+        st.one_of(st.integers(-3, 300), st.integers(-(2**40), 2**40), st.just(_INT_MAX + 1))
+    )
+    fraction = draw(st.sampled_from(["", "", ".5"]))
+    text = draw(st.sampled_from(_SPELLINGS)).format(number) if not fraction else f"{number}.5"
+    as_default = draw(st.booleans())
+    declaration = f"$n: Int = {number}" if as_default else "$n: Int"
+    fields = " ".join(f"p{i}: {_METADATA_PAGE}" for i in range(pages))
+    document = f"query({declaration}) {{ {fields} }}"
+    variables = "{}" if as_default else f'{{"n": {text}}}'
+    coercible = as_default or not fraction
+    coerced = number if coercible and abs(number) <= _INT_MAX else None
+    return document, variables, coerced
+
+
+@fuzzing(
+    max_examples=max(EXAMPLES // 5, 10),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=_first_values())
+async def test_every_spelling_of_first_is_counted_by_its_coerced_value(
+    client: httpx.AsyncClient, case: tuple[str, str, int | None]
+) -> None:
+    document, variables, coerced = case
+    content = f'{{"query": {json.dumps(document)}, "variables": {variables}}}'
+    headers = {**CALLERS["user"], "content-type": "application/json"}
+    response = await asyncio.wait_for(
+        client.post("/graphql", content=content, headers=headers), TIMEOUT
+    )
+    body = response.json()
+    _check_body(response.status_code, body, content)
+    refused_for_cost = "over MAX_QUERY_COST" in json.dumps(body.get("errors"))
+    if coerced is None:
+        # A literal default out of range fails validation; a variable fails coercion.
+        codes = {e["extensions"]["code"] for e in body["errors"]}
+        assert codes <= {"BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED"}, (body, content)
+        assert not refused_for_cost, (body, content)
+        return
+    pages = document.count("recentActivities")
+    cost = pages * (1 + 18 * max(coerced, 0))
+    assert refused_for_cost == (cost > 5000), (cost, body, content)
+
+
 _MESSAGE_TYPES = {
     TRANSPORT_WS: ["subscribe", "complete", "ping", "pong", "connection_init"],
     LEGACY_WS: ["start", "stop", "connection_init", "connection_terminate"],

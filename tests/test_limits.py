@@ -7,10 +7,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from graphql import parse
+from graphql import OperationDefinitionNode, parse
 
 from gql import Settings, create_schema
-from gql.limits import operation_cost
+from gql.cost import coerced_variables, operation_cost
 
 from .conftest import GraphQLClient, websocket
 from .helpers import LEGACY_WS, TRANSPORT_WS, Protocol, closed_with
@@ -75,22 +75,27 @@ def test_cost_counts_fields_times_first() -> None:
     schema = create_schema()._schema
     document = parse(pages(1) + " fragment F on Activity { id seq }")
     operation = document.definitions[0]
-    cost = operation_cost(schema, operation, {}, {})  # type: ignore[arg-type]
-    # 1 for the list field + 100 x (edges 1 + cursor 1 + node 1 + 7 fields + pageInfo 2)
-    assert cost == 1 + 100 * 12
+    assert isinstance(operation, OperationDefinitionNode)
+    cost = operation_cost(schema, operation, {}, coerced_variables(schema, operation, {}))  # type: ignore[arg-type]
+    # 1 for the list field + 100 x (edges 1 + cursor 1 + node 1 + 5 fields
+    # + description 2 + metadata 16 + pageInfo 2): each first-selected field is multiplied.
+    assert cost == 1 + 100 * 28
     with_variable = parse(pages(1, first="$n")).definitions[0]
-    assert operation_cost(schema, with_variable, {}, {"n": 3}) == 1 + 3 * 12  # type: ignore[arg-type]
-    assert operation_cost(schema, with_variable, {}, {}) == 1 + 20 * 12  # type: ignore[arg-type]
+    assert isinstance(with_variable, OperationDefinitionNode)
+    for variables, first in (({"n": 3}, 3), ({}, 20)):
+        coerced = coerced_variables(schema, with_variable, variables)
+        assert operation_cost(schema, with_variable, {}, coerced) == 1 + first * 28  # type: ignore[arg-type]
 
 
 async def test_cost_over_the_limit_is_refused(graphql: GraphQLClient) -> None:
-    assert "errors" not in await graphql(pages(4))
-    body = await graphql(pages(5))
-    assert "costs 6005, over the limit of 5000" in messages(body), body
+    assert "errors" not in await graphql(pages(1))
+    body = await graphql(pages(2))
+    assert "costs 5602, over MAX_QUERY_COST=5000" in messages(body), body
+    assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert body["data"] is None
     # A variable's value counts, not just literals.
     body = await graphql(pages(5, first="$n"), {"n": 100})
-    assert "over the limit" in messages(body)
+    assert "over MAX_QUERY_COST" in messages(body)
     assert "errors" not in await graphql(pages(5, first="$n"), {"n": 10})
 
 
@@ -99,7 +104,7 @@ async def test_fragments_cannot_hide_cost(graphql: GraphQLClient) -> None:
         f'p{i}: recentActivities(userId: "u1", first: 100) {{ ...P }}' for i in range(5)
     )
     body = await graphql(f"{{ {spreads} }} fragment P on ActivityConnection {{ {PAGE} }}")
-    assert "over the limit" in messages(body), body
+    assert "over MAX_QUERY_COST" in messages(body), body
 
 
 async def test_limits_follow_the_settings(app: FastAPI, settings: Settings) -> None:
@@ -119,7 +124,7 @@ async def test_limits_follow_the_settings(app: FastAPI, settings: Settings) -> N
         body = await graphql('{ userStatus(userId: "u1") { userId version alertLevel } }')
         assert "errors" not in body
         body = await graphql(pages(1, first=1))
-        assert "over the limit of 10" in messages(body)
+        assert "over MAX_QUERY_COST=10" in messages(body)
 
 
 @pytest.mark.parametrize(
@@ -127,7 +132,7 @@ async def test_limits_follow_the_settings(app: FastAPI, settings: Settings) -> N
     [
         (deep(11), "maximum operation depth"),
         (aliased(16), "aliases found"),
-        (pages(5), "over the limit"),
+        (pages(5), "over MAX_QUERY_COST"),
     ],
     ids=["depth", "aliases", "cost"],
 )
@@ -246,4 +251,4 @@ async def test_limits_keep_the_validation_cache_hitting(graphql: GraphQLClient) 
     assert cache.cache_info().hits == hits + 2
     # The cost check still sees each operation's variables.
     assert "errors" not in await graphql(pages(5, first="$n"), {"n": 10})
-    assert "over the limit" in messages(await graphql(pages(5, first="$n"), {"n": 100}))
+    assert "over MAX_QUERY_COST" in messages(await graphql(pages(5, first="$n"), {"n": 100}))
