@@ -20,6 +20,7 @@ __all__ = [
     "checkins",
     "create_engine",
     "create_session_factory",
+    "idempotency",
     "leases",
     "outbox",
     "payloads",

@@ -204,3 +204,25 @@ class OutboxEntry(Base):
             sqlite_where=text("published_at IS NULL"),
         ),
     )
+
+
+class IdempotencyKey(Base):
+    """A client's idempotency key and the first result of the write it named.
+
+    Inserted in the write's own transaction, under the primary key, so two
+    concurrent retries of one write make one write: the second waits for the
+    first to commit and then finds its result.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    # Who sent the key ("role:userId"): keys of different principals never collide.
+    principal: Mapped[str] = mapped_column(String(300), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(64))
+    # SHA-256 of the operation's input, to tell a retry from a reuse.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONObject)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import outbox
@@ -13,9 +14,23 @@ from ._upsert import insert_for
 from .models import AlertLevel, UserStatus, utcnow
 from .validation import InvalidInput, check_aware, check_user_id
 
-__all__ = ["PATCHABLE_FIELDS", "get", "update"]
+__all__ = ["PATCHABLE_FIELDS", "VersionConflict", "get", "update"]
 
 PATCHABLE_FIELDS = frozenset({"last_check_in", "next_due", "alert_level", "alert_triggered_at"})
+
+
+class VersionConflict(Exception):
+    """The status is not at the version the writer expected; nothing was written.
+
+    Attributes:
+        version: the current version (0: the user has no status yet).
+    """
+
+    def __init__(self, *, expected: int, version: int) -> None:
+        super().__init__(
+            f"the status is at version {version}, not {expected}: read it again and retry"
+        )
+        self.version = version
 
 
 async def get(session: AsyncSession, *, user_id: str) -> UserStatus | None:
@@ -47,6 +62,7 @@ async def update(
     user_id: str,
     changes: Mapping[str, Any],
     seq: int | None = None,
+    expected_version: int | None = None,
 ) -> UserStatus:
     """Create or patch the user's status in the caller's transaction, with an outbox entry.
 
@@ -55,17 +71,27 @@ async def update(
             out keeps its value, ``None`` clears a nullable field. A new status
             starts at alert level NONE with the other fields null.
         seq: the change-sequence number, when the caller already took one.
+        expected_version: write only if the status is at this version now
+            (0: the user has none yet); optimistic concurrency.
 
     Returns:
         The status after the write; ``version`` is 1 for a new row, +1 per write.
 
     Raises:
         InvalidInput: an unknown field, a null ``alert_level`` or a naive datetime.
+        VersionConflict: ``expected_version`` is not the current version.
     """
     check_user_id(user_id)
     checked = _check_changes(changes)
     if seq is None:
         seq = await outbox.next_seq(session, user_id=user_id)
+    if expected_version is not None:
+        # Read under the sequence lock: no other writer of this user runs now.
+        current = await session.scalar(
+            select(UserStatus.version).where(UserStatus.user_id == user_id)
+        )
+        if (current or 0) != expected_version:
+            raise VersionConflict(expected=expected_version, version=current or 0)
     # Stamped after the sequence lock, so that stamps follow sequence order.
     now = utcnow()
     values: dict[str, Any] = {

@@ -10,6 +10,11 @@ from strawberry.scalars import JSON
 
 from .types import AlertLevel
 
+IDEMPOTENCY_KEY_DESCRIPTION = (
+    "1-128 characters. The same key from the same caller within 24 hours returns the first "
+    "result and writes nothing; with a different input it is IDEMPOTENCY_KEY_REUSED."
+)
+
 __all__ = ["AddActivityInput", "RecordCheckInInput", "UpdateUserStatusInput", "set_fields"]
 
 
@@ -23,6 +28,9 @@ class AddActivityInput:
     )
     metadata: JSON | None = strawberry.field(
         default=None, description="A JSON object of at most 16 KiB serialised; default {}."
+    )
+    idempotency_key: str | None = strawberry.field(
+        default=None, description=IDEMPOTENCY_KEY_DESCRIPTION
     )
 
 
@@ -40,6 +48,16 @@ class UpdateUserStatusInput:
         default=strawberry.UNSET, description="Cannot be null; NONE clears an alert."
     )
     alert_triggered_at: datetime | None = strawberry.UNSET
+    expected_version: int | None = strawberry.field(
+        default=None,
+        description=(
+            "Write only if the status is at this version now (0: no status yet); otherwise "
+            "nothing is written and the error is VERSION_CONFLICT with extensions.version."
+        ),
+    )
+    idempotency_key: str | None = strawberry.field(
+        default=None, description=IDEMPOTENCY_KEY_DESCRIPTION
+    )
 
 
 @strawberry.input(description="A check-in: adds a check_in activity and resets the alert.")
@@ -55,6 +73,9 @@ class RecordCheckInInput:
         default="Checked in", description="At most 2,000 characters."
     )
     metadata: JSON | None = strawberry.field(default=None, description="A JSON object; default {}.")
+    idempotency_key: str | None = strawberry.field(
+        default=None, description=IDEMPOTENCY_KEY_DESCRIPTION
+    )
 
 
 def set_fields(value: object, names: frozenset[str]) -> dict[str, Any]:

@@ -7,12 +7,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import strawberry
-from sqlalchemy.ext.asyncio import AsyncSession
+from graphql import GraphQLError
 
 from db import activities, checkins, outbox, statuses
+from db.idempotency import IdempotencyKeyReused
+from db.payloads import parse_activity, parse_status
+from db.statuses import VersionConflict
 
+from .codes import ErrorCode
 from .context import Context
 from .errors import BadUserInput, user_input
+from .idempotency import Once
+from .idempotency import claim as idempotent
 from .inputs import AddActivityInput, RecordCheckInInput, UpdateUserStatusInput, set_fields
 from .permissions import OWN_USER_INPUT, WRITERS, Authorize
 from .types import Activity, CheckInResult, UserStatus
@@ -38,11 +44,29 @@ def _metadata(value: Any) -> Any:
 
 
 @asynccontextmanager
-async def _write(info: Info) -> AsyncIterator[AsyncSession]:
-    """The mutation's unit of work; invalid input anywhere in it is ``BAD_USER_INPUT``."""
-    with user_input("input"):
-        async with info.context.writer.transaction() as session:
-            yield session
+async def _write(info: Info, operation: str, input: object) -> AsyncIterator[Once]:
+    """The mutation's unit of work, with its idempotency key claimed first.
+
+    Invalid input anywhere in it is ``BAD_USER_INPUT``; a reused key is
+    ``IDEMPOTENCY_KEY_REUSED`` and a stale ``expectedVersion`` ``VERSION_CONFLICT``.
+    """
+    try:
+        with user_input("input"):
+            async with info.context.writer.transaction() as session:
+                yield await idempotent(session, info.context.principal, operation, input)
+    except IdempotencyKeyReused as exc:
+        code = {"code": ErrorCode.IDEMPOTENCY_KEY_REUSED, "field": "input.idempotencyKey"}
+        raise GraphQLError(str(exc), extensions=code) from None
+    except VersionConflict as exc:
+        extensions = {"code": ErrorCode.VERSION_CONFLICT, "version": exc.version}
+        raise GraphQLError(str(exc), extensions=extensions) from None
+
+
+def _check_in_result(result: dict[str, Any]) -> CheckInResult:
+    return CheckInResult(
+        activity=Activity.from_payload(parse_activity(result["activity"])),
+        status=UserStatus.from_payload(parse_status(result["status"])),
+    )
 
 
 @strawberry.type
@@ -51,9 +75,11 @@ class Mutation:
         extensions=[Authorize(WRITERS)], description="Add an activity to a user's feed."
     )
     async def add_activity(self, info: Info, input: AddActivityInput) -> Activity:
-        async with _write(info) as session:
+        async with _write(info, "addActivity", input) as once:
+            if once.replay is not None:
+                return Activity.from_payload(parse_activity(once.replay))
             row = await activities.add(
-                session,
+                once.session,
                 user_id=input.user_id,
                 type=input.type,
                 description=input.description,
@@ -61,29 +87,44 @@ class Mutation:
                 metadata=_metadata(input.metadata),
             )
             # Built inside the unit of work, which still commits and waits on return.
-            return Activity.from_payload(outbox.activity_payload(row))
+            payload = outbox.activity_payload(row)
+            await once.remember(payload)
+            return Activity.from_payload(payload)
 
     @strawberry.mutation(extensions=[Authorize(WRITERS)], description=_UPDATE_STATUS)
     async def update_user_status(self, info: Info, input: UpdateUserStatusInput) -> UserStatus:
         changes = set_fields(input, _STATUS_FIELDS)
         if "alert_level" in changes and changes["alert_level"] is None:
             raise BadUserInput("input.alertLevel", "cannot be null; use NONE to clear an alert")
-        async with _write(info) as session:
-            row = await statuses.update(session, user_id=input.user_id, changes=changes)
-            return UserStatus.from_payload(outbox.status_payload(row))
+        async with _write(info, "updateUserStatus", input) as once:
+            if once.replay is not None:
+                return UserStatus.from_payload(parse_status(once.replay))
+            row = await statuses.update(
+                once.session,
+                user_id=input.user_id,
+                changes=changes,
+                expected_version=input.expected_version,
+            )
+            status = outbox.status_payload(row)
+            await once.remember(status)
+            return UserStatus.from_payload(status)
 
     @strawberry.mutation(extensions=[Authorize(OWN_USER_INPUT)], description=_RECORD_CHECK_IN)
     async def record_check_in(self, info: Info, input: RecordCheckInInput) -> CheckInResult:
-        async with _write(info) as session:
+        async with _write(info, "recordCheckIn", input) as once:
+            if once.replay is not None:
+                return _check_in_result(once.replay)
             activity, status = await checkins.record(
-                session,
+                once.session,
                 user_id=input.user_id,
                 interval_seconds=input.interval_seconds,
                 at=input.timestamp,
                 description=input.description,
                 metadata=_metadata(input.metadata),
             )
-            return CheckInResult(
-                activity=Activity.from_payload(outbox.activity_payload(activity)),
-                status=UserStatus.from_payload(outbox.status_payload(status)),
-            )
+            result = {
+                "activity": outbox.activity_payload(activity),
+                "status": outbox.status_payload(status),
+            }
+            await once.remember(result)
+            return _check_in_result(result)

@@ -16,10 +16,9 @@ Delivery rules:
   (:class:`sync.mirror.StoreMirror`), so queries see every committed write
   during a broker outage.
 
-The relay's collaborators each own one job: :class:`sync.leadership.Leadership`
-says whether this process relays, :class:`sync.mirror.StoreMirror` keeps the
-store current, a :class:`Publisher` (:class:`sync.channels.Channels`) sends
-events, and :class:`sync.writes.Waiters` hears which entries went out.
+Collaborators, one job each: :class:`sync.leadership.Leadership` (who relays),
+:class:`sync.mirror.StoreMirror` (the store), a :class:`Publisher` (events out),
+:class:`sync.writes.Waiters` (writers waiting for their entries).
 
 Several instances (PostgreSQL): only the lease holder relays, hears other
 instances' commits through the lease connection, and publishes each entry
@@ -39,7 +38,7 @@ from contextlib import suppress
 from datetime import timedelta
 from typing import Protocol, Self
 
-from db import OutboxEntry, SessionFactory, outbox, utcnow
+from db import OutboxEntry, SessionFactory, idempotency, outbox, utcnow
 
 from .events import ChangeEvent
 from .leadership import Leadership
@@ -289,11 +288,12 @@ class Relay:
         await self.prune()
 
     async def prune(self) -> int:
-        """Delete published entries older than ``retention`` now; return how many."""
+        """Delete published entries older than ``retention`` (returns how many) and old keys."""
         async with self._sessions.begin() as session:
             pruned = await outbox.prune(
                 session, published_before=utcnow() - timedelta(seconds=self.retention)
             )
+            await idempotency.prune(session)  # housekeeping too, where the relay leads
         if pruned:
             logger.info("pruned %d published outbox entries", pruned)
         return pruned
