@@ -8,6 +8,9 @@
   Cross-origin handshakes are refused (HTTP 403) unless the origin is in
   ``ALLOWED_ORIGINS``: CORS does not apply to WebSockets (CSWSH). Frame and
   protocol checks are in :mod:`gql.websockets`.
+* A request that failed as a whole because the database or broker was
+  unreachable (every error ``SERVICE_UNAVAILABLE``) gets HTTP 503 with
+  ``Retry-After``, so proxies and clients retry it rather than report a bug.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from .auth import AuthenticationError
 from .context import Context, get_context
+from .errors import RETRY_AFTER_SECONDS, unavailable_only
 from .graphiql import GraphiQLRouter
 from .settings import Settings
 from .websockets import GraphQLTransportWSHandler, LegacyGraphQLWSHandler, LimitedWebSocketAdapter
@@ -86,7 +90,7 @@ class Router(GraphiQLRouter):
         method = request_adapter.method
         allowed = {OperationType.QUERY} if method == "GET" else _HTTP_POST_OPERATIONS
         try:
-            return await self.schema.execute(
+            result = await self.schema.execute(
                 request_data.query,
                 root_value=root_value,
                 variable_values=request_data.variables,
@@ -108,6 +112,10 @@ class Router(GraphiQLRouter):
             raise StrawberryHTTPException(400, exc.as_http_error_reason()) from None
         except MissingQueryError:
             raise StrawberryHTTPException(400, "No GraphQL query found in the request") from None
+        if unavailable_only(result.data, result.errors):
+            sub_response.status_code = 503
+            sub_response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return result
 
 
 _HTTP_POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
