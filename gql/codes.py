@@ -30,6 +30,8 @@ class ErrorCode(StrEnum):
     """The credentials do not allow this field or this userId."""
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
     """Anything else; masked in production, with ``extensions.correlationId``."""
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    """The database or broker was unreachable; retry later (HTTP 503 with ``Retry-After``)."""
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     """An HTTP body over ``MAX_BODY_BYTES`` (status 413)."""
     RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"

@@ -6,7 +6,9 @@ section 5), ``BAD_USER_INPUT`` for variable coercion (spec section 6.1.2,
 CoerceVariableValues) with ``extensions.field`` naming the argument path, e.g.
 ``input.description``, ``BAD_REQUEST`` for no query, an unknown
 ``operationName`` or an operation type the transport does not carry (e.g. a
-query over legacy graphql-ws), and ``INTERNAL_SERVER_ERROR`` for anything else.
+query over legacy graphql-ws), ``SERVICE_UNAVAILABLE`` when the database or
+the broker could not be reached (:func:`unavailable`; the client retries later),
+and ``INTERNAL_SERVER_ERROR`` for anything else.
 In production (``ENV=production``) :func:`mask_internal` replaces an internal
 error's message with ``Internal error`` and adds ``extensions.correlationId``,
 the id of the log line holding the real message and stack trace.
@@ -22,18 +24,32 @@ from contextlib import contextmanager
 from typing import Any
 
 from graphql import GraphQLError
+from sqlalchemy import exc as sa_exc
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.utils.str_converters import to_camel_case
 
 from db import InvalidInput
+from sync import ChannelDisconnected
 
 from .codes import ErrorCode
 from .cursors import InvalidCursor
 
-__all__ = ["BadUserInput", "add_codes", "mask_internal", "user_input"]
+__all__ = [
+    "RETRY_AFTER_SECONDS",
+    "UNAVAILABLE_MESSAGE",
+    "BadUserInput",
+    "add_codes",
+    "mask_internal",
+    "unavailable",
+    "unavailable_only",
+    "user_input",
+]
 
 INTERNAL_ERROR_MESSAGE = "Internal error"
+UNAVAILABLE_MESSAGE = "Service unavailable: the database or broker is unreachable; retry later"
+#: What a whole-request ``SERVICE_UNAVAILABLE`` (HTTP 503) puts in ``Retry-After``.
+RETRY_AFTER_SECONDS = 2
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +82,51 @@ def user_input(prefix: str = "") -> Iterator[None]:
 _REQUEST_ERRORS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
 
 
+def _outage_types() -> tuple[type[BaseException], ...]:
+    # OSError covers refused and reset connections, DNS failures and socket
+    # timeouts; SQLAlchemy raises OperationalError and InterfaceError for lost
+    # and refused database connections, and TimeoutError when the pool is dry.
+    types: list[type[BaseException]] = [
+        OSError,
+        ChannelDisconnected,
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.DisconnectionError,
+        sa_exc.TimeoutError,
+    ]
+    try:
+        import asyncpg
+    except ImportError:  # the postgres extra is optional
+        return tuple(types)
+    return (
+        *types,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,  # "connection is closed"
+        asyncpg.OperatorInterventionError,  # shutting down, starting up
+        asyncpg.TooManyConnectionsError,
+    )
+
+
+_OUTAGES = _outage_types()
+
+
+def unavailable(error: BaseException | None) -> bool:
+    """Whether ``error`` (or what it wraps) says a service we need could not be reached.
+
+    Looks through ``__cause__``/``__context__`` and the DBAPI error a
+    SQLAlchemy error wraps, so the driver's own connection errors count too.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, _OUTAGES):
+            return True
+        if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def _classify(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, GraphQLError) and original.extensions:
@@ -86,6 +147,8 @@ def _classify(error: GraphQLError) -> str:
         # (HTTP answers these with 400; over WebSocket they are the operation's error).
         return ErrorCode.BAD_REQUEST
     if original is not None:
+        if unavailable(original):
+            return ErrorCode.SERVICE_UNAVAILABLE
         return ErrorCode.INTERNAL_SERVER_ERROR
     if error.message.startswith("Syntax Error"):
         return ErrorCode.GRAPHQL_PARSE_FAILED
@@ -125,6 +188,19 @@ def add_codes(errors: list[GraphQLError]) -> list[GraphQLError]:
     ]
 
 
+def unavailable_only(data: dict[str, Any] | None, errors: list[GraphQLError] | None) -> bool:
+    """Whether a result failed as a whole because a service was unreachable.
+
+    True when there are errors, every one is ``SERVICE_UNAVAILABLE`` and no
+    root field has a value: the request as a whole may be retried (HTTP 503).
+    """
+    if not errors:
+        return False
+    if any((e.extensions or {}).get("code") != ErrorCode.SERVICE_UNAVAILABLE for e in errors):
+        return False
+    return data is None or all(value is None for value in data.values())
+
+
 _SUGGESTION = re.compile(r"\s*Did you mean .*\?$", re.DOTALL)
 
 
@@ -133,14 +209,23 @@ def mask_internal(errors: list[GraphQLError]) -> None:
 
     Call after :func:`add_codes`. An ``INTERNAL_SERVER_ERROR`` becomes
     ``Internal error`` with ``extensions.correlationId``; its message and stack
-    trace are logged at ERROR under that id. Every other message is kept, minus
-    suggestions, which would list the schema's names with introspection off.
+    trace are logged at ERROR under that id. A ``SERVICE_UNAVAILABLE`` gets a
+    fixed message (the driver's would name hosts and ports) and is logged at
+    WARNING without a trace: it is an outage, not a bug. Every other message is
+    kept, minus suggestions, which would list the schema's names with
+    introspection off.
     """
     for index, error in enumerate(errors):
         extensions = error.extensions or {}
-        if extensions.get("code") == ErrorCode.INTERNAL_SERVER_ERROR:
+        code = extensions.get("code")
+        if code == ErrorCode.INTERNAL_SERVER_ERROR:
             if "correlationId" not in extensions:
                 errors[index] = _masked(error)
+        elif code == ErrorCode.SERVICE_UNAVAILABLE and error.original_error is not None:
+            logger.warning("service unavailable at %s: %s", error.path, error.message)
+            errors[index] = GraphQLError(
+                UNAVAILABLE_MESSAGE, nodes=error.nodes, path=error.path, extensions=extensions
+            )
         elif "Did you mean" in error.message:
             error.message = _SUGGESTION.sub("", error.message)
 

@@ -10,6 +10,9 @@
   protocol checks are in :mod:`gql.websockets`.
 * Every result, over HTTP and WebSocket, is serialised within
   ``MAX_RESPONSE_BYTES`` (:mod:`gql.response_size`).
+* A request that failed as a whole because the database or broker was
+  unreachable (every error ``SERVICE_UNAVAILABLE``) gets HTTP 503 with
+  ``Retry-After``, so proxies and clients retry it rather than report a bug.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from .auth import AuthenticationError
 from .context import Context, get_context
+from .errors import RETRY_AFTER_SECONDS, unavailable_only
 from .graphiql import GraphiQLRouter
 from .response_size import ResponseEncoder
 from .settings import Settings
@@ -94,7 +98,7 @@ class Router(GraphiQLRouter):
         method = request_adapter.method
         allowed = {OperationType.QUERY} if method == "GET" else _HTTP_POST_OPERATIONS
         try:
-            return await self.schema.execute(
+            result = await self.schema.execute(
                 request_data.query,
                 root_value=root_value,
                 variable_values=request_data.variables,
@@ -116,6 +120,10 @@ class Router(GraphiQLRouter):
             raise StrawberryHTTPException(400, exc.as_http_error_reason()) from None
         except MissingQueryError:
             raise StrawberryHTTPException(400, "No GraphQL query found in the request") from None
+        if unavailable_only(result.data, result.errors):
+            sub_response.status_code = 503
+            sub_response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return result
 
 
 _HTTP_POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})

@@ -23,8 +23,11 @@ __all__ = ["REPLAY_PAGE", "CursorExpired", "EventStream", "StatusReader", "Statu
 
 logger = logging.getLogger(__name__)
 
-# Replayed events are read from the outbox in pages of this many.
-REPLAY_PAGE = 500
+# Replayed events are read from the outbox in pages of this many, one page
+# at a time as the client reads: a subscription that does not read holds one
+# page, not the history. An entry is at most about 30 KB as text (16 KiB of
+# metadata, 2,000 characters of description), so a page is at most ~0.5 MB.
+REPLAY_PAGE = 16
 
 #: Reads a user's current status payload, or ``None`` when the user has none;
 #: :meth:`sync.reads.Reader.user_status` is one.
@@ -104,17 +107,26 @@ class EventStream:
     async def _replay(self) -> AsyncIterator[ChangeEvent]:
         assert self._user_id is not None and self._after is not None
         seq = self._after
-        kinds = None if self._kind is None else [self._kind]
         while True:
-            async with self._sessions() as session:
-                entries = await outbox.after(
-                    session, user_id=self._user_id, seq=seq, kinds=kinds, limit=REPLAY_PAGE
-                )
-            for entry in entries:
-                yield ChangeEvent.from_entry(entry)
-            if len(entries) < REPLAY_PAGE:
+            page = await self._replay_page(self._user_id, seq)
+            full = len(page) == REPLAY_PAGE
+            # Newest last, popped: a yielded event is not also kept by the page.
+            page.reverse()
+            while page:
+                event = page.pop()
+                seq = event.seq
+                yield event
+            if not full:
                 return
-            seq = entries[-1].seq
+
+    async def _replay_page(self, user_id: str, seq: int) -> list[ChangeEvent]:
+        """The next :data:`REPLAY_PAGE` events after ``seq``; no ORM row outlives the call."""
+        kinds = None if self._kind is None else [self._kind]
+        async with self._sessions() as session:
+            entries = await outbox.after(
+                session, user_id=user_id, seq=seq, kinds=kinds, limit=REPLAY_PAGE
+            )
+        return [ChangeEvent.from_entry(entry) for entry in entries]
 
     async def _events(self) -> AsyncIterator[ChangeEvent]:
         if self._after is not None and self._user_id is not None:
