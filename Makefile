@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint typecheck schema migrate e2e-deps clean
+.PHONY: serve test soak lint typecheck schema migrate e2e-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,13 @@ $(VENV)/.stamp-run: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e .
 	touch $@
 
+$(VENV)/.stamp-bench: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@ $(VENV)/.stamp-run
+
 $(VENV)/.stamp-test: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[test]'
-	touch $@ $(VENV)/.stamp-run
+	touch $@ $(VENV)/.stamp-run $(VENV)/.stamp-bench
 
 tests/e2e/node_modules/.stamp: tests/e2e/package.json tests/e2e/package-lock.json
 	cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error
@@ -32,6 +36,12 @@ serve: $(VENV)/.stamp-run
 ## test: install what the tests need, lint, type-check, run every test
 test: $(VENV)/.stamp-test e2e-deps lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## soak: one serve, 2,000 idle subscriptions, 20 live subscribers, 40 writes/s for $(MINUTES) minutes;
+## PASS when RSS stays within +-5 % from minute 1 and every event arrives (bench/soak-results.json)
+MINUTES ?= 10
+soak: $(VENV)/.stamp-bench
+	$(PY) -m bench.soak --minutes $(MINUTES) $(SOAK_ARGS)
 
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .

@@ -49,7 +49,11 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
         try:
             async with AsyncExitStack() as stack:
                 sessions = create_session_factory(engine)
-                store = create_store(settings.realtime_url, window=settings.store_window)
+                store = create_store(
+                    settings.realtime_url,
+                    window=settings.store_window,
+                    max_bytes=settings.store_max_bytes,
+                )
                 if store is not None:
                     await stack.enter_async_context(store)
                 hub = await stack.enter_async_context(

@@ -171,6 +171,13 @@ class Settings(SecuritySettings):
         "or postgres://... (postgresql+asyncpg:// is accepted too).",
     )
     store_window: int = Field(100, ge=1, le=10_000, description="Activities kept per user.")
+    # Memory store budget: bytes as well as users (issue 12, finding 10).
+    store_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Estimated bytes of user state a memory:// store keeps; the least recently "
+        "used users are evicted beyond it (and read from the database).",
+    )
     subscriber_queue: int = Field(
         1_000, ge=1, description="Events a subscriber may have unread before it is cut off."
     )
