@@ -7,7 +7,7 @@
   unless the service runs in dev mode; otherwise the socket closes with 4403.
   Cross-origin handshakes are refused (HTTP 403) unless the origin is in
   ``ALLOWED_ORIGINS``: CORS does not apply to WebSockets (CSWSH). Frame and
-  protocol checks are in :mod:`gql.websockets`.
+  protocol checks are in :mod:`gql.frames`, expiry in :mod:`gql.websockets`.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from .auth import AuthenticationError
 from .context import Context, get_context
+from .frames import LimitedWebSocketAdapter
 from .graphiql import GraphiQLRouter
 from .settings import Settings
-from .websockets import GraphQLTransportWSHandler, LegacyGraphQLWSHandler, LimitedWebSocketAdapter
+from .websockets import GraphQLTransportWSHandler, LegacyGraphQLWSHandler
 
 __all__ = ["Router", "create_router"]
 
