@@ -7,7 +7,7 @@
   unless the service runs in dev mode; otherwise the socket closes with 4403.
   Cross-origin handshakes are refused (HTTP 403) unless the origin is in
   ``ALLOWED_ORIGINS``: CORS does not apply to WebSockets (CSWSH). Frame and
-  protocol checks are in :mod:`gql.frames`, expiry in :mod:`gql.websockets`.
+  protocol checks are in :mod:`gql.frames`, caps and expiry in :mod:`gql.websockets`.
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ def create_router(settings: Settings, schema: strawberry.Schema) -> Router:
         context_getter=get_context,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
         connection_init_wait_timeout=timedelta(seconds=settings.connection_init_timeout),
-        max_subscriptions_per_connection=settings.max_ws_operations,
+        # MAX_WS_OPERATIONS is counted by gql.admission, which answers with a code.
+        max_subscriptions_per_connection=None,
         allowed_origins=settings.allowed_origins,
     )
     router.max_frame_bytes = settings.max_ws_frame_bytes
