@@ -27,6 +27,7 @@ from sync import (
 )
 from sync.metrics import RelayMetrics
 
+from .admission import Admission
 from .auth import AuthenticationError, Authenticator
 from .body_limit import BodyLimit
 from .codes import ErrorCode
@@ -94,6 +95,7 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                         store_current=_store_current(store, leadership),
                     ),
                     authenticator=Authenticator(settings),
+                    admission=Admission(settings),
                 )
                 app.state.services = services
                 try:

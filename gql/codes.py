@@ -50,6 +50,8 @@ class ErrorCode(StrEnum):
     """A subscription's channel failed otherwise; resume with ``after``."""
     CURSOR_EXPIRED = "CURSOR_EXPIRED"
     """``after`` is older than ``OUTBOX_RETENTION``; subscribe again without it."""
+    SUBSCRIPTION_LIMIT = "SUBSCRIPTION_LIMIT"
+    """An operation over ``MAX_WS_OPERATIONS`` or ``MAX_SUBSCRIPTIONS_PER_USER``/``_SERVICE``."""
 
 
 RESUMABLE: frozenset[ErrorCode] = frozenset(
@@ -63,8 +65,12 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     """The legacy client sent ``connection_terminate`` (RFC 6455 section 7.4.1)."""
+    POLICY_VIOLATION = 1008
+    """Over ``MAX_SOCKETS_PER_USER``/``_SERVICE`` at ``connection_init`` (RFC 6455 7.4.1)."""
     TOO_BIG = 1009
     """A frame over ``MAX_WS_FRAME_BYTES`` (RFC 6455 section 7.4.1)."""
+    TRY_AGAIN_LATER = 1013
+    """Over ``MAX_CONNECTIONS`` or ``MAX_PENDING_SOCKETS_PER_ADDRESS`` (IANA registry)."""
     BAD_FRAME = 4400
     """A malformed frame (not a JSON object of the protocol's shape) or, over
     graphql-transport-ws, a document that does not parse."""

@@ -10,6 +10,7 @@ from strawberry.fastapi import BaseContext
 from db import SessionFactory
 from sync import Channels, Hub, Reader, RealtimeStore, Relay, Writer
 
+from .admission import Admission
 from .auth import Authenticator, Principal
 from .settings import Settings
 
@@ -29,6 +30,7 @@ class Services:
     writer: Writer
     reader: Reader
     authenticator: Authenticator
+    admission: Admission
 
 
 class Context(BaseContext):

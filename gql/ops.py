@@ -1,10 +1,12 @@
 """Operational endpoints: ``/healthz``, ``/readyz`` and ``/metrics``, and the metrics they read.
 
 * ``/healthz``: the process is up.
-* ``/readyz``: database, store and broker each answer; 503 otherwise. Its body
-  is ``{"ready": bool, "checks": {"database", "store", "broker", "relay": bool},
-  "relay_leader": bool}``; ``relay_leader`` tells which instance relays the
-  outbox and does not affect readiness.
+* ``/readyz``: database, store and broker each answer and the instance holds
+  fewer than ``MAX_CONNECTIONS`` WebSockets; 503 otherwise, so a load balancer
+  routes new clients elsewhere. Its body is ``{"ready": bool, "checks":
+  {"database", "store", "broker", "relay", "capacity": bool}, "relay_leader":
+  bool}``; ``relay_leader`` tells which instance relays the outbox and does not
+  affect readiness.
 * ``/metrics``: Prometheus metrics (see :class:`ServiceMetrics`, :mod:`sync.metrics`).
 """
 
@@ -51,6 +53,7 @@ def create_ops_router(registry: CollectorRegistry) -> APIRouter:
             "store": True if services.store is None else await _store_ok(services),
             "broker": services.hub.healthy,
             "relay": services.relay.running,
+            "capacity": not services.admission.full,
         }
         ready = all(checks.values())
         body = {"ready": ready, "checks": checks, "relay_leader": services.relay.leading}

@@ -7,7 +7,7 @@
   unless the service runs in dev mode; otherwise the socket closes with 4403.
   Cross-origin handshakes are refused (HTTP 403) unless the origin is in
   ``ALLOWED_ORIGINS``: CORS does not apply to WebSockets (CSWSH). Frame and
-  protocol checks are in :mod:`gql.websockets`.
+  protocol checks are in :mod:`gql.frames`, caps and expiry in :mod:`gql.websockets`.
 * Every result, over HTTP and WebSocket, is serialised within
   ``MAX_RESPONSE_BYTES`` (:mod:`gql.response_size`).
 * A request that failed as a whole because the database or broker was
@@ -35,10 +35,11 @@ from strawberry.types.unset import UNSET, UnsetType
 from .auth import AuthenticationError
 from .context import Context, get_context
 from .errors import RETRY_AFTER_SECONDS, unavailable_only
+from .frames import LimitedWebSocketAdapter
 from .graphiql import GraphiQLRouter
 from .response_size import ResponseEncoder
 from .settings import Settings
-from .websockets import GraphQLTransportWSHandler, LegacyGraphQLWSHandler, LimitedWebSocketAdapter
+from .websockets import GraphQLTransportWSHandler, LegacyGraphQLWSHandler
 
 __all__ = ["Router", "create_router"]
 
@@ -137,7 +138,8 @@ def create_router(settings: Settings, schema: strawberry.Schema) -> Router:
         context_getter=get_context,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
         connection_init_wait_timeout=timedelta(seconds=settings.connection_init_timeout),
-        max_subscriptions_per_connection=settings.max_ws_operations,
+        # MAX_WS_OPERATIONS is counted by gql.admission, which answers with a code.
+        max_subscriptions_per_connection=None,
         allowed_origins=settings.allowed_origins,
     )
     router.max_frame_bytes = settings.max_ws_frame_bytes

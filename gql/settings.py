@@ -94,6 +94,27 @@ class SecuritySettings(BaseSettings):
         "(metadata 16, description 2), what a list selects multiplied by first.",
     )
     max_ws_operations: int = Field(50, ge=1, description="Operations running at once per socket.")
+    # Caps per principal and per instance (gql/admission.py); 0 turns a cap off.
+    max_subscriptions_per_user: int = Field(
+        100, ge=0, description="Operations a role-user principal runs at once on this instance."
+    )
+    max_subscriptions_per_service: int = Field(
+        10_000, ge=0, description="Operations a service or admin principal runs at once."
+    )
+    max_sockets_per_user: int = Field(
+        20, ge=0, description="WebSockets a role-user principal holds open on this instance."
+    )
+    max_sockets_per_service: int = Field(
+        1_000, ge=0, description="WebSockets a service or admin principal holds open."
+    )
+    max_pending_sockets_per_address: int = Field(
+        20, ge=0, description="WebSockets per client address not yet past connection_init."
+    )
+    max_connections: int = Field(
+        10_000,
+        ge=0,
+        description="WebSockets open at once on this instance (/readyz 503 when full).",
+    )
     max_ws_frame_bytes: int = Field(64 * 1024, ge=1024, description="Bytes per WebSocket frame.")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Bytes per HTTP request body.")
     request_header_timeout: float = Field(

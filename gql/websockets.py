@@ -1,12 +1,14 @@
-"""WebSocket hardening for both subprotocols: frame checks, init timeout, token expiry.
+"""The protocol handlers of both subprotocols: caps, init timeout, token expiry.
 
-Close codes (:class:`gql.codes.CloseCode`, after graphql-transport-ws PROTOCOL.md; 1009 is
-RFC 6455 section 7.4.1):
+Close codes (:class:`gql.codes.CloseCode`, after graphql-transport-ws PROTOCOL.md;
+1008 is RFC 6455 section 7.4.1, 1013 from the IANA registry):
 
-* ``4400``: a frame is not JSON, or not a message of the protocol's shape: not
-  an object, ``type`` not a string, ``id`` not a string, ``payload`` not an
-  object, or a ``subscribe``/``start`` without a string ``payload.query``.
-* ``1009``: a frame is longer than ``MAX_WS_FRAME_BYTES``.
+* ``4400`` and ``1009``: a malformed or an oversized frame (see :mod:`gql.frames`).
+* ``1013``: the instance holds ``MAX_CONNECTIONS`` sockets, or the client's address
+  ``MAX_PENDING_SOCKETS_PER_ADDRESS`` sockets not yet past ``connection_init``;
+  sent right after the accept, so clients see the code and retry later.
+* ``1008``: at ``connection_init``, the principal already holds
+  ``MAX_SOCKETS_PER_USER`` (or ``MAX_SOCKETS_PER_SERVICE``) sockets.
 * ``4403``: ``connection_init`` without valid credentials, and, at expiry, the
   socket of a token that expired while it was open (after ``JWT_LEEWAY``).
 * ``4408``: no ``connection_init`` within ``CONNECTION_INIT_TIMEOUT`` seconds
@@ -14,124 +16,41 @@ RFC 6455 section 7.4.1):
 
 The legacy subprotocol gets the same codes; a refused ``connection_init`` is
 answered with ``connection_error`` before the close, as that protocol expects.
+
+An operation over ``MAX_WS_OPERATIONS`` (per socket) or ``MAX_SUBSCRIPTIONS_PER_USER``
+(or ``_SERVICE``, per principal over all its sockets) gets an ``error`` message
+with ``extensions.code`` ``SUBSCRIPTION_LIMIT`` for its id; the socket and its
+other operations go on. The counts live in :mod:`gql.admission`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
-from strawberry.asgi import ASGIWebSocketAdapter
+from graphql import GraphQLError, GraphQLFormattedError
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http.async_base_view import AsyncBaseHTTPView
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionInitMessage as LegacyConnectionInitMessage,
 )
+from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 from strawberry.types.unset import UnsetType
 
-from .codes import CloseCode
+from .admission import Hold, Refused, Seat
+from .codes import CloseCode, ErrorCode
 from .context import Context
 
-__all__ = [
-    "GraphQLTransportWSHandler",
-    "LegacyGraphQLWSHandler",
-    "LimitedWebSocketAdapter",
-    "frame_problem",
-]
-
-logger = logging.getLogger(__name__)
-
-_OPERATION_START = frozenset({"subscribe", "start"})
-_OPERATION_END = frozenset({"complete", "stop"})
-_MAX_ID_LENGTH = 256
-
-
-def frame_problem(message: object) -> str | None:
-    """Why a decoded frame is not a well-formed message of either subprotocol, or ``None``."""
-    if not isinstance(message, dict):
-        return "message must be a JSON object"
-    kind = message.get("type")
-    if not isinstance(kind, str):
-        return "message type must be a string"
-    if "id" in message and not (
-        isinstance(message["id"], str) and 0 < len(message["id"]) <= _MAX_ID_LENGTH
-    ):
-        return f"message id must be a string of 1-{_MAX_ID_LENGTH} characters"
-    payload = message.get("payload")
-    if payload is not None and not isinstance(payload, dict):
-        return "message payload must be an object"
-    if kind in _OPERATION_START | _OPERATION_END and "id" not in message:
-        return f"{kind} needs an id"
-    if kind in _OPERATION_START:
-        if payload is None or not isinstance(payload.get("query"), str):
-            return f"{kind} payload needs a string query"
-        for name, kinds in (
-            ("variables", dict),
-            ("extensions", dict),
-            ("operationName", str),
-        ):
-            value = payload.get(name)
-            if value is not None and not isinstance(value, kinds):
-                return f"{kind} payload {name} has the wrong type"
-    return None
-
-
-class LimitedWebSocketAdapter(ASGIWebSocketAdapter):
-    """Reads frames no longer than the view's ``max_frame_bytes``, each a well-formed message.
-
-    A bad frame closes the socket (1009 or 4400, with the reason) and ends the
-    iteration, so the protocol handler shuts down its operations.
-    """
-
-    def __init__(
-        self,
-        view: AsyncBaseHTTPView[Any, Any, Any, Any, Any, Any, Any],
-        request: WebSocket,
-        response: WebSocket,
-    ) -> None:
-        super().__init__(view, request, response)
-        self.max_frame_bytes: int = getattr(view, "max_frame_bytes", 64 * 1024)
-
-    async def iter_json(
-        self, *, ignore_parsing_errors: bool = False
-    ) -> AsyncGenerator[object, None]:
-        while self.ws.application_state != WebSocketState.DISCONNECTED:
-            try:
-                text = await self.ws.receive_text()
-            except WebSocketDisconnect:
-                return
-            except KeyError:
-                await self.close(CloseCode.BAD_FRAME, "WebSocket message type must be text")
-                return
-            if len(text) > self.max_frame_bytes or len(text.encode()) > self.max_frame_bytes:
-                await self.close(CloseCode.TOO_BIG, f"frame exceeds {self.max_frame_bytes} bytes")
-                return
-            try:
-                message = self.view.decode_json(text)
-            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-                await self.close(CloseCode.BAD_FRAME, "WebSocket message must be valid JSON")
-                return
-            if (problem := frame_problem(message)) is not None:
-                await self.close(CloseCode.BAD_FRAME, problem)
-                return
-            yield message
-
-    async def close(self, code: int, reason: str) -> None:
-        if self.ws.application_state == WebSocketState.DISCONNECTED:
-            return
-        with suppress(RuntimeError, WebSocketDisconnect):
-            await self.ws.close(code=code, reason=reason)
+__all__ = ["GraphQLTransportWSHandler", "LegacyGraphQLWSHandler"]
 
 
 def _arm_expiry(
@@ -158,15 +77,109 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
         await task
 
 
+def _open_seat(context: Context) -> Seat:
+    """This socket's seat in the app's :class:`~gql.admission.Admission`.
+
+    Raises:
+        Refused: the instance or the client's address is at its cap.
+    """
+    client = context.request.client if context.request is not None else None
+    return context.services.admission.open_socket(client.host if client else None)
+
+
+def _seat_principal(context: Context, seat: Seat) -> str | None:
+    """Count the authenticated socket for its principal; why not, if it is over its cap."""
+    assert context.principal is not None
+    try:
+        seat.authenticate(context.principal)
+    except Refused as exc:
+        return str(exc)
+    return None
+
+
+def _limit_error(refusal: Refused) -> GraphQLFormattedError:
+    return GraphQLError(str(refusal), extensions={"code": ErrorCode.SUBSCRIPTION_LIMIT}).formatted
+
+
 class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws with token expiry; init timeout and 4403 on refusal are Strawberry's."""
+    """graphql-transport-ws with admission caps and token expiry; the init timeout is
+    Strawberry's."""
 
     _expiry: asyncio.Task[None] | None = None
+    _seat: Seat
+
+    async def handle(self) -> None:
+        try:
+            self._seat = _open_seat(self.context)
+        except Refused as exc:
+            await self.websocket.close(CloseCode.TRY_AGAIN_LATER, str(exc))
+            return
+        self._holds: dict[str, Hold] = {}
+        try:
+            await super().handle()
+        finally:
+            self._seat.close()
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
-        await super().handle_connection_init(message)
-        if self.connection_acknowledged and self._expiry is None:
-            self._expiry = _arm_expiry(self.context, self._expire)
+        payload = message.get("payload", {})
+        if self.connection_init_received or not isinstance(payload, dict):
+            await super().handle_connection_init(message)  # 4429 or 4400
+            return
+        if self.connection_timed_out:
+            return
+        if self.connection_init_timeout_task:
+            self.connection_init_timeout_task.cancel()
+        self.connection_init_received = True
+        self.context.connection_params = payload
+        try:
+            ack = await self.view.on_ws_connect(self.context)
+        except ConnectionRejectionError:
+            await self.websocket.close(CloseCode.FORBIDDEN, "Forbidden")
+            return
+        if (refusal := _seat_principal(self.context, self._seat)) is not None:
+            await self.websocket.close(CloseCode.POLICY_VIOLATION, refusal)
+            return
+        if isinstance(ack, UnsetType):
+            await self.send_message({"type": "connection_ack"})
+        else:
+            await self.send_message({"type": "connection_ack", "payload": ack})
+        self.connection_acknowledged = True
+        self._expiry = _arm_expiry(self.context, self._expire)
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        operation_id = message["id"]
+        if not self.connection_acknowledged or operation_id in self.operations:
+            await super().handle_subscribe(message)  # 4401 or 4409
+            return
+        try:
+            hold = self._seat.hold_operation()
+        except Refused as exc:
+            await self.send_message(
+                {"id": operation_id, "type": "error", "payload": [_limit_error(exc)]}
+            )
+            return
+        await super().handle_subscribe(message)
+        operation = self.operations.get(operation_id)
+        if operation is None or operation.task is None:
+            hold.release()
+            return
+        self._holds[operation_id] = hold
+        # The backstop: the task ends on every path, cancelled before it started included.
+        operation.task.add_done_callback(lambda _: hold.release())
+
+    def forget_id(self, id: str) -> None:
+        self._release(id)
+        super().forget_id(id)
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        self._release(operation_id)
+        await super().cleanup_operation(operation_id)
+
+    def _release(self, operation_id: str) -> None:
+        # Released when the operation leaves ``operations``, so that its id and
+        # its place are free at once, not when its cancelled task gets to run.
+        if (hold := self._holds.pop(operation_id, None)) is not None:
+            hold.release()
 
     async def _expire(self) -> None:
         for operation_id in list(self.operations):
@@ -183,8 +196,15 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
 
     _expiry: asyncio.Task[None] | None = None
     _init_timer: asyncio.Task[None] | None = None
+    _seat: Seat
 
     async def handle(self) -> None:
+        try:
+            self._seat = _open_seat(self.context)
+        except Refused as exc:
+            await self.websocket.close(CloseCode.TRY_AGAIN_LATER, str(exc))
+            return
+        self._holds: dict[str, Hold] = {}
         timeout = self.context.settings.connection_init_timeout
         self._init_timer = asyncio.create_task(self._init_deadline(timeout))
         try:
@@ -192,6 +212,7 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
         finally:
             await _cancel(self._init_timer)
             await _cancel(self._expiry)
+            self._seat.close()
 
     async def _init_deadline(self, timeout: float) -> None:
         await asyncio.sleep(timeout)
@@ -210,6 +231,10 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
             await self.send_message({"type": "connection_error", "payload": exc.payload})
             await self.websocket.close(CloseCode.FORBIDDEN, "Forbidden")
             return
+        if (refusal := _seat_principal(self.context, self._seat)) is not None:
+            await self.send_message({"type": "connection_error", "payload": {"message": refusal}})
+            await self.websocket.close(CloseCode.POLICY_VIOLATION, refusal)
+            return
         if isinstance(ack, UnsetType) or ack is None:
             await self.send_message({"type": "connection_ack"})
         else:
@@ -219,6 +244,35 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
         if self.keep_alive:
             self.keep_alive_task = asyncio.create_task(self.handle_keep_alive())
         self._expiry = _arm_expiry(self.context, self._expire)
+
+    async def handle_start(self, message: StartMessage) -> None:
+        operation_id = message["id"]
+        if not self.connection_acknowledged:
+            await super().handle_start(message)  # 4401
+            return
+        if operation_id in self.tasks:
+            # Strawberry replaces an operation whose id is reused; end it first so
+            # that it does not count against the new one.
+            await self.cleanup_operation(operation_id)
+        try:
+            hold = self._seat.hold_operation()
+        except Refused as exc:
+            await self.send_message(
+                {"type": "error", "id": operation_id, "payload": _limit_error(exc)}
+            )
+            return
+        await super().handle_start(message)
+        task = self.tasks.get(operation_id)
+        if task is None:
+            hold.release()
+            return
+        self._holds[operation_id] = hold
+        task.add_done_callback(lambda _: hold.release())
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        if (hold := self._holds.pop(operation_id, None)) is not None:
+            hold.release()
+        await super().cleanup_operation(operation_id)
 
     async def _expire(self) -> None:
         await self.cleanup()

@@ -44,6 +44,12 @@ async def test_readyz_reports_each_dependency(client: httpx.AsyncClient) -> None
     assert response.status_code == 200
     assert response.json() == {
         "ready": True,
-        "checks": {"database": True, "store": True, "broker": True, "relay": True},
+        "checks": {
+            "database": True,
+            "store": True,
+            "broker": True,
+            "relay": True,
+            "capacity": True,
+        },
         "relay_leader": True,
     }

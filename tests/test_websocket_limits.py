@@ -1,4 +1,4 @@
-"""WebSocket abuse limits (gql/websockets.py) on both subprotocols, in-process and on uvicorn."""
+"""WebSocket abuse limits (gql/frames.py, gql/websockets.py) on both subprotocols."""
 
 from __future__ import annotations
 

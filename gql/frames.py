@@ -1,0 +1,103 @@
+"""WebSocket frames: each one no longer than ``MAX_WS_FRAME_BYTES`` and a well-formed message.
+
+A bad frame closes the socket: ``1009`` when it is too long, ``4400`` when it
+is not JSON or not a message of the protocol's shape (not an object, ``type``
+not a string, ``id`` not a string, ``payload`` not an object, or a
+``subscribe``/``start`` without a string ``payload.query``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from contextlib import suppress
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.http.async_base_view import AsyncBaseHTTPView
+
+from .codes import CloseCode
+
+__all__ = ["LimitedWebSocketAdapter", "frame_problem"]
+
+_OPERATION_START = frozenset({"subscribe", "start"})
+_OPERATION_END = frozenset({"complete", "stop"})
+_MAX_ID_LENGTH = 256
+
+
+def frame_problem(message: object) -> str | None:
+    """Why a decoded frame is not a well-formed message of either subprotocol, or ``None``."""
+    if not isinstance(message, dict):
+        return "message must be a JSON object"
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        return "message type must be a string"
+    if "id" in message and not (
+        isinstance(message["id"], str) and 0 < len(message["id"]) <= _MAX_ID_LENGTH
+    ):
+        return f"message id must be a string of 1-{_MAX_ID_LENGTH} characters"
+    payload = message.get("payload")
+    if payload is not None and not isinstance(payload, dict):
+        return "message payload must be an object"
+    if kind in _OPERATION_START | _OPERATION_END and "id" not in message:
+        return f"{kind} needs an id"
+    if kind in _OPERATION_START:
+        if payload is None or not isinstance(payload.get("query"), str):
+            return f"{kind} payload needs a string query"
+        for name, kinds in (
+            ("variables", dict),
+            ("extensions", dict),
+            ("operationName", str),
+        ):
+            value = payload.get(name)
+            if value is not None and not isinstance(value, kinds):
+                return f"{kind} payload {name} has the wrong type"
+    return None
+
+
+class LimitedWebSocketAdapter(ASGIWebSocketAdapter):
+    """Reads frames no longer than the view's ``max_frame_bytes``, each a well-formed message.
+
+    A bad frame closes the socket (1009 or 4400, with the reason) and ends the
+    iteration, so the protocol handler shuts down its operations.
+    """
+
+    def __init__(
+        self,
+        view: AsyncBaseHTTPView[Any, Any, Any, Any, Any, Any, Any],
+        request: WebSocket,
+        response: WebSocket,
+    ) -> None:
+        super().__init__(view, request, response)
+        self.max_frame_bytes: int = getattr(view, "max_frame_bytes", 64 * 1024)
+
+    async def iter_json(
+        self, *, ignore_parsing_errors: bool = False
+    ) -> AsyncGenerator[object, None]:
+        while self.ws.application_state != WebSocketState.DISCONNECTED:
+            try:
+                text = await self.ws.receive_text()
+            except WebSocketDisconnect:
+                return
+            except KeyError:
+                await self.close(CloseCode.BAD_FRAME, "WebSocket message type must be text")
+                return
+            if len(text) > self.max_frame_bytes or len(text.encode()) > self.max_frame_bytes:
+                await self.close(CloseCode.TOO_BIG, f"frame exceeds {self.max_frame_bytes} bytes")
+                return
+            try:
+                message = self.view.decode_json(text)
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+                await self.close(CloseCode.BAD_FRAME, "WebSocket message must be valid JSON")
+                return
+            if (problem := frame_problem(message)) is not None:
+                await self.close(CloseCode.BAD_FRAME, problem)
+                return
+            yield message
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.ws.application_state == WebSocketState.DISCONNECTED:
+            return
+        with suppress(RuntimeError, WebSocketDisconnect):
+            await self.ws.close(code=code, reason=reason)
