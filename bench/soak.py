@@ -39,8 +39,11 @@ RESULTS = Path(__file__).with_name("soak-results.json")
 # Per-principal caps may refuse a crowd of sockets from one dev-mode admin; the
 # soak measures memory, not caps, so it lifts them.
 UNCAPPED = {
-    "MAX_SUBSCRIPTIONS_PER_USER": "1000000",
-    "MAX_SOCKETS_PER_USER": "1000000",
+    "MAX_SUBSCRIPTIONS_PER_USER": "0",
+    "MAX_SUBSCRIPTIONS_PER_SERVICE": "0",
+    "MAX_SOCKETS_PER_USER": "0",
+    "MAX_SOCKETS_PER_SERVICE": "0",
+    "MAX_PENDING_SOCKETS_PER_ADDRESS": "0",
 }
 # Seconds the live subscribers get to catch up with the last write.
 DRAIN_TIMEOUT = 60.0
