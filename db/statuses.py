@@ -13,9 +13,13 @@ from ._upsert import insert_for
 from .models import AlertLevel, UserStatus, utcnow
 from .validation import InvalidInput, check_aware, check_user_id
 
-__all__ = ["PATCHABLE_FIELDS", "get", "update"]
+__all__ = ["PATCHABLE_FIELDS", "StaleStatus", "get", "update"]
 
 PATCHABLE_FIELDS = frozenset({"last_check_in", "next_due", "alert_level", "alert_triggered_at"})
+
+
+class StaleStatus(Exception):
+    """The status no longer has the version the write expected; nothing was written."""
 
 
 async def get(session: AsyncSession, *, user_id: str) -> UserStatus | None:
@@ -47,6 +51,7 @@ async def update(
     user_id: str,
     changes: Mapping[str, Any],
     seq: int | None = None,
+    expected_version: int | None = None,
 ) -> UserStatus:
     """Create or patch the user's status in the caller's transaction, with an outbox entry.
 
@@ -55,12 +60,15 @@ async def update(
             out keeps its value, ``None`` clears a nullable field. A new status
             starts at alert level NONE with the other fields null.
         seq: the change-sequence number, when the caller already took one.
+        expected_version: write only if the existing status has this version.
 
     Returns:
         The status after the write; ``version`` is 1 for a new row, +1 per write.
 
     Raises:
         InvalidInput: an unknown field, a null ``alert_level`` or a naive datetime.
+        StaleStatus: the status does not have ``expected_version``; the
+            caller's transaction must roll back (it may hold a taken ``seq``).
     """
     check_user_id(user_id)
     checked = _check_changes(changes)
@@ -83,9 +91,12 @@ async def update(
     stmt = stmt.on_conflict_do_update(
         index_elements=[UserStatus.user_id],
         set_={**checked, "version": UserStatus.version + 1, "seq": seq, "updated_at": now},
+        where=None if expected_version is None else UserStatus.version == expected_version,
     ).returning(UserStatus)
-    status: UserStatus = (
+    status: UserStatus | None = (
         await session.scalars(stmt, execution_options={"populate_existing": True})
-    ).one()
+    ).one_or_none()
+    if status is None:
+        raise StaleStatus(f"status of {user_id!r} is not at version {expected_version}")
     await outbox.append_status(session, status, committed_at=now)
     return status
