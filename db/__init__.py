@@ -3,7 +3,17 @@
 This package imports nothing else of the project.
 """
 
-from . import activities, checkins, leases, outbox, payloads, snapshots, statuses
+from . import (
+    activities,
+    checkins,
+    escalations,
+    idempotency,
+    leases,
+    outbox,
+    payloads,
+    snapshots,
+    statuses,
+)
 from .models import Activity, AlertLevel, OutboxEntry, OutboxKind, UserStatus, utcnow
 from .sessions import SessionFactory, create_engine, create_session_factory
 from .validation import InvalidInput
@@ -20,6 +30,7 @@ __all__ = [
     "checkins",
     "create_engine",
     "create_session_factory",
+    "escalations",
     "idempotency",
     "leases",
     "outbox",

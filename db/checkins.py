@@ -31,6 +31,11 @@ async def record(
     ``last_check_in = at``, ``next_due = at + interval_seconds``, alert level
     NONE and no alert time. Both changes get consecutive sequence numbers.
 
+    A back-dated check-in (``at`` before the status's ``last_check_in``) is
+    recorded as an activity only: it moves neither ``last_check_in`` nor
+    ``next_due`` backwards and leaves the alert as it is; the status returned
+    is the unchanged current one.
+
     Raises:
         InvalidInput: negative or over-long interval, naive ``at``, or the
             limits of :func:`db.activities.add`.
@@ -40,6 +45,8 @@ async def record(
     if at is not None:
         check_not_future(at, field="timestamp", now=utcnow())
     at = at or utcnow()
+    # Taken first: the user's sequence lock makes the status read below current.
+    seq = await outbox.next_seq(session, user_id=user_id)
     activity = await activities.add(
         session,
         user_id=user_id,
@@ -47,8 +54,11 @@ async def record(
         description=description,
         timestamp=at,
         metadata=metadata,
-        seq=await outbox.next_seq(session, user_id=user_id),
+        seq=seq,
     )
+    current = await statuses.get(session, user_id=user_id)
+    if current is not None and current.last_check_in is not None and at < current.last_check_in:
+        return activity, current
     status = await statuses.update(
         session,
         user_id=user_id,

@@ -153,6 +153,11 @@ class UserStatus(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
+    __table_args__ = (
+        # Escalation deadlines: the earliest next_due of each alert level is one probe.
+        Index("ix_user_status_alert_level_next_due", "alert_level", "next_due"),
+    )
+
 
 class UserSequence(Base):
     """The last sequence number handed out in a user's change stream.

@@ -16,6 +16,7 @@ from db import create_engine, create_session_factory
 from db.leases import relay_lease
 from sync import (
     Channels,
+    Escalator,
     Hub,
     Leadership,
     Reader,
@@ -67,13 +68,20 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                 if lease is not None:
                     await stack.enter_async_context(lease)
                 leadership = Leadership(lease, on_takeover=store_reset(store))
+                # Missed check-ins escalate where the relay runs, woken by published next_dues.
+                escalator = Escalator(
+                    sessions=sessions,
+                    policy=settings.escalation_policy,
+                    leadership=leadership,
+                    standby_interval=settings.relay_poll_interval,
+                )
                 relay = await stack.enter_async_context(
                     Relay(
                         sessions=sessions,
                         mirror=StoreMirror(
                             sessions=sessions, store=store, batch_size=settings.relay_batch_size
                         ),
-                        publisher=channels,
+                        publisher=escalator.watching(channels),
                         leadership=leadership,
                         metrics=RelayMetrics(registry),
                         batch_size=settings.relay_batch_size,
@@ -81,6 +89,8 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                         retention=settings.outbox_retention,
                     )
                 )
+                escalator.wake = relay.notify
+                await stack.enter_async_context(escalator)
                 services = Services(
                     settings=settings,
                     sessions=sessions,

@@ -33,7 +33,9 @@ _UPDATE_STATUS = (
 )
 _RECORD_CHECK_IN = (
     "In one transaction: add a check_in activity, set lastCheckIn to its time, nextDue "
-    "to that time plus intervalSeconds, alertLevel to NONE and alertTriggeredAt to null."
+    "to that time plus intervalSeconds, alertLevel to NONE and alertTriggeredAt to null. "
+    "A back-dated check-in (timestamp before lastCheckIn) only adds the activity: it moves "
+    "neither lastCheckIn nor nextDue backwards and leaves the alert as it is."
 )
 _STATUS_FIELDS = frozenset({"last_check_in", "next_due", "alert_level", "alert_triggered_at"})
 

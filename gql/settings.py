@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from db.escalations import Policy, parse_policy
+
 __all__ = ["SecuritySettings", "Settings", "describe_errors", "get_settings"]
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -31,6 +33,11 @@ def _split_list(value: Any) -> Any:
         except json.JSONDecodeError:
             raise ValueError('is not a valid JSON list; write ["a", "b"] or a,b') from None
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _parse_policy(value: Any) -> Any:
+    """``ESCALATION_POLICY`` from the environment: ``LEVEL:SECONDS,...``."""
+    return parse_policy(value) if isinstance(value, str) else value
 
 
 # Static API keys: at least 256 bits of a random string.
@@ -218,6 +225,14 @@ class Settings(SecuritySettings):
         5.0, gt=0, description="Seconds a WebSocket client has to send connection_init."
     )
     graphiql: bool = Field(True, description="Serve GraphiQL at GET /graphql.")
+    # Escalation of missed check-ins (sync/escalation.py): LEVEL:SECONDS after nextDue,
+    # levels and delays rising together; empty turns escalation off.
+    escalation_policy: Annotated[Policy, NoDecode, BeforeValidator(_parse_policy)] = Field(
+        default_factory=lambda: parse_policy("WARNING:0,ALERT:900,EMERGENCY:3600"),
+        description="Seconds after nextDue at which alertLevel rises to each level "
+        "(LEVEL:SECONDS,...); empty: no escalation.",
+        examples=["WARNING:0,ALERT:900,EMERGENCY:3600"],
+    )
     allowed_origins: Annotated[list[str], NoDecode, BeforeValidator(_split_list)] = Field(
         default_factory=list,
         description="Origins allowed to open cross-origin WebSockets (comma-separated or a "

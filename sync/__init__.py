@@ -1,6 +1,7 @@
 """Mirror and publish: the outbox relay, realtime stores and channels over a fan-out hub."""
 
 from .channels import Channels, EventStream
+from .escalation import Escalator
 from .events import ChangeEvent
 from .hub import Hub
 from .leadership import Leadership, store_reset
@@ -23,6 +24,7 @@ __all__ = [
     "ChannelDisconnected",
     "ChannelError",
     "Channels",
+    "Escalator",
     "EventStream",
     "Hub",
     "Leadership",
