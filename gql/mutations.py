@@ -78,8 +78,8 @@ class Mutation:
     )
     async def add_activity(self, info: Info, input: AddActivityInput) -> Activity:
         async with _write(info, "addActivity", input) as once:
-            if once.replay is not None:
-                return Activity.from_payload(parse_activity(once.replay))
+            if (first := once.replay) is not None:
+                return Activity.from_payload(parse_activity(first))
             row = await activities.add(
                 once.session,
                 user_id=input.user_id,
@@ -103,9 +103,9 @@ class Mutation:
                 return UserStatus.from_payload(parse_status(once.replay))
             row = await statuses.update(
                 once.session,
-                user_id=input.user_id,
                 changes=changes,
                 expected_version=input.expected_version,
+                user_id=input.user_id,
             )
             status = outbox.status_payload(row)
             await once.remember(status)

@@ -101,20 +101,28 @@ def _limit_error(refusal: Refused) -> GraphQLFormattedError:
     return GraphQLError(str(refusal), extensions={"code": ErrorCode.SUBSCRIPTION_LIMIT}).formatted
 
 
+async def _take_seat(handler: GraphQLTransportWSHandler | LegacyGraphQLWSHandler) -> bool:
+    """Admit the socket (its seat on the instance), or close it 1013; whether admitted."""
+    try:
+        handler._seat = _open_seat(handler.context)
+    except Refused as exc:
+        await handler.websocket.close(CloseCode.TRY_AGAIN_LATER, str(exc))
+        return False
+    handler._holds = {}
+    return True
+
+
 class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws with admission caps and token expiry; the init timeout is
     Strawberry's."""
 
     _expiry: asyncio.Task[None] | None = None
     _seat: Seat
+    _holds: dict[str, Hold]
 
     async def handle(self) -> None:
-        try:
-            self._seat = _open_seat(self.context)
-        except Refused as exc:
-            await self.websocket.close(CloseCode.TRY_AGAIN_LATER, str(exc))
+        if not await _take_seat(self):
             return
-        self._holds: dict[str, Hold] = {}
         try:
             await super().handle()
         finally:
@@ -197,14 +205,11 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
     _expiry: asyncio.Task[None] | None = None
     _init_timer: asyncio.Task[None] | None = None
     _seat: Seat
+    _holds: dict[str, Hold]
 
     async def handle(self) -> None:
-        try:
-            self._seat = _open_seat(self.context)
-        except Refused as exc:
-            await self.websocket.close(CloseCode.TRY_AGAIN_LATER, str(exc))
+        if not await _take_seat(self):
             return
-        self._holds: dict[str, Hold] = {}
         timeout = self.context.settings.connection_init_timeout
         self._init_timer = asyncio.create_task(self._init_deadline(timeout))
         try:
