@@ -134,6 +134,15 @@ class Activity(Base):
     )
 
 
+#: Urgency order of statuses (db/urgency.py): alert level rank, 0 = EMERGENCY ...
+URGENCY_SQL = (
+    "(CASE alert_level WHEN 'EMERGENCY' THEN 0 WHEN 'ALERT' THEN 1 "
+    "WHEN 'WARNING' THEN 2 WHEN 'NONE' THEN 3 ELSE 4 END)"
+)
+#: ... then next_due, none last (PostgreSQL spelling; SQLite's is in db/urgency.py).
+DUE_KEY_SQL = "COALESCE(next_due, '9999-12-31 00:00:00+00'::timestamp with time zone)"
+
+
 class UserStatus(Base):
     """The one current status row of a user."""
 
@@ -156,6 +165,11 @@ class UserStatus(Base):
     __table_args__ = (
         # Escalation deadlines: the earliest next_due of each alert level is one probe.
         Index("ix_user_status_alert_level_next_due", "alert_level", "next_due"),
+        # The care-team overview, most urgent first. PostgreSQL only: SQLAlchemy
+        # cannot reflect SQLite's expression indexes, and SQLite tables stay small.
+        Index("ix_user_status_urgency", text(URGENCY_SQL), text(DUE_KEY_SQL), "user_id").ddl_if(
+            dialect="postgresql"
+        ),
     )
 
 

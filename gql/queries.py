@@ -10,16 +10,17 @@ import strawberry
 from sync import ActivityPage
 
 from .context import Context
-from .cursors import decode_cursor
+from .cursors import decode_cursor, decode_status_cursor
 from .errors import user_input
 from .permissions import ADMIN_ONLY, OWN_USER, Authorize
-from .types import ActivityConnection, UserStatus
+from .types import ActivityConnection, AlertLevel, UserStatus, UserStatusConnection
 
 __all__ = ["Query"]
 
 Info = strawberry.Info[Context, None]
 
 DEFAULT_FIRST = 20
+STATUS_PAGE = 50
 
 
 def _first(first: int | None) -> int:
@@ -81,3 +82,31 @@ class Query:
     ) -> ActivityConnection:
         load = partial(info.context.reader.activity_feed, first=_first(first), types=types)
         return await _connection(after, load)
+
+    @strawberry.field(
+        extensions=[Authorize(ADMIN_ONLY)],
+        description=(
+            "Every user's status, most urgent first: alert level descending, then nextDue "
+            "ascending (none last), then userId. `alertLevels` keeps only these levels "
+            "(null: all, []: none); `overdue: true` keeps nextDue < now, false the others. "
+            "`first` is 1-100; `after` is a cursor from this field. Keyset pages: a user "
+            "whose status does not change is on exactly one page; one whose level or nextDue "
+            "changes between pages moves, so may be seen twice or not at all."
+        ),
+    )
+    async def user_statuses(
+        self,
+        info: Info,
+        alert_levels: list[AlertLevel] | None = None,
+        overdue: bool | None = None,
+        first: int | None = STATUS_PAGE,
+        after: str | None = None,
+    ) -> UserStatusConnection:
+        with user_input():
+            page = await info.context.reader.user_statuses(
+                first=STATUS_PAGE if first is None else first,
+                after=None if after is None else decode_status_cursor(after),
+                alert_levels=alert_levels,
+                overdue=overdue,
+            )
+        return UserStatusConnection.from_page(page.items, has_next=page.has_next)

@@ -141,3 +141,19 @@ class Subscription:
                     yield Activity.from_payload(event.activity)
         except ChannelError as exc:
             raise _ended(exc, None) from None
+
+    @strawberry.subscription(
+        extensions=[Authorize(ADMIN_ONLY)],
+        description=(
+            "Each user's status after every change, for any user, from now on. A client "
+            "that reads too slowly gets the newest status of each changed user (a user's "
+            "seq may jump), never some users' changes without the others'."
+        ),
+    )
+    async def user_status_feed(self, info: Info) -> AsyncGenerator[UserStatus, None]:
+        try:
+            async with info.context.channels.status_feed_events() as stream:
+                async for event in stream:
+                    yield UserStatus.from_payload(event.status)
+        except ChannelError as exc:
+            raise _ended(exc, None) from None

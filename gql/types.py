@@ -11,7 +11,7 @@ from strawberry.scalars import JSON
 from db.models import AlertLevel
 from db.payloads import ActivityPayload, StatusPayload
 
-from .cursors import encode_cursor
+from .cursors import encode_cursor, encode_status_cursor
 
 __all__ = [
     "Activity",
@@ -21,6 +21,8 @@ __all__ = [
     "CheckInResult",
     "PageInfo",
     "UserStatus",
+    "UserStatusConnection",
+    "UserStatusEdge",
 ]
 
 
@@ -127,6 +129,36 @@ class ActivityConnection:
                 end_cursor=edges[-1].cursor if edges else None,
             ),
         )
+
+
+def _page_info(cursors: Sequence[str], *, has_next: bool) -> PageInfo:
+    return PageInfo(
+        has_next_page=has_next,
+        # Forward pagination only: per the spec this may be false when `after` is set.
+        has_previous_page=False,
+        start_cursor=cursors[0] if cursors else None,
+        end_cursor=cursors[-1] if cursors else None,
+    )
+
+
+@strawberry.type(description="A user's status and its cursor.")
+class UserStatusEdge:
+    cursor: str
+    node: UserStatus
+
+
+@strawberry.type(description="A page of user statuses, most urgent first.")
+class UserStatusConnection:
+    edges: list[UserStatusEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def from_page(cls, items: Sequence[StatusPayload], *, has_next: bool) -> UserStatusConnection:
+        edges = [
+            UserStatusEdge(cursor=encode_status_cursor(i), node=UserStatus.from_payload(i))
+            for i in items
+        ]
+        return cls(edges=edges, page_info=_page_info([e.cursor for e in edges], has_next=has_next))
 
 
 @strawberry.type(description="What recordCheckIn wrote: the check_in activity and the new status.")

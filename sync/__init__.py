@@ -6,7 +6,7 @@ from .events import ChangeEvent
 from .hub import Hub
 from .leadership import Leadership, store_reset
 from .mirror import StoreMirror
-from .reads import ActivityPage, Reader
+from .reads import ActivityPage, Reader, StatusPage
 from .relay import Publisher, Relay
 from .stores import RealtimeStore, StoreUnavailable, UserState, create_store
 from .subscribers import (
@@ -32,6 +32,7 @@ __all__ = [
     "Reader",
     "RealtimeStore",
     "Relay",
+    "StatusPage",
     "StoreMirror",
     "StoreUnavailable",
     "Subscriber",

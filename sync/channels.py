@@ -1,7 +1,8 @@
 """Channel names and the typed face of the hub: publish, replay and receive change events.
 
 Each user has two channels: one for activities and one for status snapshots.
-The feed channel carries every user's activities. Channel names hash the
+The feed channel carries every user's activities, the status feed channel
+every user's status snapshots. Channel names hash the
 user id: PostgreSQL channel names are identifiers of at most 63 bytes, and
 user ids are opaque strings of up to 255 characters.
 
@@ -15,9 +16,12 @@ yield to types.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import assert_never
+
+from broadcaster import Event
 
 from db import OutboxKind, SessionFactory
 
@@ -27,6 +31,7 @@ from .streams import CursorExpired, EventStream, StatusReader, StatusStream
 
 __all__ = [
     "FEED_CHANNEL",
+    "STATUS_FEED_CHANNEL",
     "Channels",
     "CursorExpired",
     "EventStream",
@@ -36,6 +41,7 @@ __all__ = [
 ]
 
 FEED_CHANNEL = "checkin.feed"
+STATUS_FEED_CHANNEL = "checkin.status_feed"
 
 
 def user_channel(user_id: str, kind: OutboxKind) -> str:
@@ -52,6 +58,25 @@ def _conflates(kind: OutboxKind) -> bool:
             return False
         case _:
             assert_never(kind)
+
+
+def _feed_channel(kind: OutboxKind) -> str:
+    """The channel that carries every user's events of ``kind``."""
+    match kind:
+        case OutboxKind.ACTIVITY:
+            return FEED_CHANNEL
+        case OutboxKind.STATUS:
+            return STATUS_FEED_CHANNEL
+        case _:
+            assert_never(kind)
+
+
+def _user_of(message: Event) -> str:
+    """The user id of an encoded change event; ``""`` for a malformed one (dropped later)."""
+    try:
+        return str(json.loads(message.message)["u"])
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 class Channels:
@@ -79,20 +104,14 @@ class Channels:
         )
 
     async def publish(self, event: ChangeEvent) -> None:
-        """Publish on the user's channel of the event's kind and, for activities, the feed.
+        """Publish on the user's channel of the event's kind and on that kind's feed.
 
         Raises:
             Exception: whatever the broker raises; the caller retries.
         """
         text = event.encode(max_bytes=self.max_message_bytes)
         await self.hub.publish(user_channel(event.user_id, event.kind), text)
-        match event.kind:
-            case OutboxKind.ACTIVITY:
-                await self.hub.publish(FEED_CHANNEL, text)
-            case OutboxKind.STATUS:
-                pass
-            case _:
-                assert_never(event.kind)
+        await self.hub.publish(_feed_channel(event.kind), text)
 
     @asynccontextmanager
     async def user_events(
@@ -136,4 +155,17 @@ class Channels:
         async with self.hub.subscribe(FEED_CHANNEL) as subscriber:
             yield EventStream(
                 subscriber, sessions=self._sessions, user_id=None, kind=OutboxKind.ACTIVITY
+            )
+
+    @asynccontextmanager
+    async def status_feed_events(self) -> AsyncIterator[EventStream]:
+        """Subscribe to every user's status changes from now on.
+
+        Conflates per user: a lagging subscriber gets the newest status of
+        every user that changed (the inbox holds at most one queued status per
+        user beyond ``max_queue``), never some users' changes and not others'.
+        """
+        async with self.hub.subscribe(STATUS_FEED_CHANNEL, conflate_key=_user_of) as subscriber:
+            yield EventStream(
+                subscriber, sessions=self._sessions, user_id=None, kind=OutboxKind.STATUS
             )

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager, suppress
 from typing import Self
 
-from broadcaster import BroadcastBackend
+from broadcaster import BroadcastBackend, Event
 
 from .backends import create_backend
 from .subscribers import ChannelDisconnected, ChannelError, Subscriber
@@ -157,7 +157,13 @@ class Hub:
         await self._backend.publish(channel, text)
 
     @asynccontextmanager
-    async def subscribe(self, channel: str, *, conflate: bool = False) -> AsyncIterator[Subscriber]:
+    async def subscribe(
+        self,
+        channel: str,
+        *,
+        conflate: bool = False,
+        conflate_key: Callable[[Event], Hashable] | None = None,
+    ) -> AsyncIterator[Subscriber]:
         """Receive the events published on ``channel`` from now on.
 
         An event published after this is entered is delivered. Leaving closes
@@ -167,6 +173,7 @@ class Hub:
             channel: the channel name.
             conflate: keep only the newest unread event on overflow (see
                 :class:`Subscriber`).
+            conflate_key: conflate per key instead (see :class:`Subscriber`).
 
         Raises:
             ChannelDisconnected: the broker is unreachable right now.
@@ -174,7 +181,11 @@ class Hub:
         if not self.healthy:
             raise ChannelDisconnected("broker is not connected")
         subscriber = Subscriber(
-            channel, self.max_queue, conflate=conflate, on_overflow=self._count_overflow
+            channel,
+            self.max_queue,
+            conflate=conflate,
+            conflate_key=conflate_key,
+            on_overflow=self._count_overflow,
         )
         state = self._locks.setdefault(channel, _ChannelLock())
         state.users += 1

@@ -6,14 +6,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from db import SessionFactory, activities, outbox, snapshots, statuses
+from db import AlertLevel, SessionFactory, activities, outbox, overview, snapshots, statuses
 from db.payloads import ActivityPayload, StatusPayload
 from db.validation import check_user_id
 
 from .stores import RealtimeStore, StoreUnavailable, UserState
 from .stores.state import from_snapshot, page
 
-__all__ = ["ActivityPage", "Reader"]
+__all__ = ["ActivityPage", "Reader", "StatusPage"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,14 @@ class ActivityPage:
     items: Sequence[ActivityPayload]
     has_next: bool
     source: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusPage:
+    """Status payloads, most urgent first, and whether more follow."""
+
+    items: Sequence[StatusPayload]
+    has_next: bool
 
 
 class Reader:
@@ -136,4 +144,21 @@ class Reader:
             items=[outbox.activity_payload(r) for r in rows.rows],
             has_next=rows.has_next,
             source="db",
+        )
+
+    async def user_statuses(
+        self,
+        *,
+        first: int,
+        after: overview.StatusKey | None,
+        alert_levels: Sequence[AlertLevel] | None,
+        overdue: bool | None,
+    ) -> StatusPage:
+        """A page of every user's status, from the database; as :func:`db.overview.page`."""
+        async with self._sessions() as session:
+            rows = await overview.page(
+                session, first=first, after=after, alert_levels=alert_levels, overdue=overdue
+            )
+        return StatusPage(
+            items=[outbox.status_payload(r) for r in rows.rows], has_next=rows.has_next
         )

@@ -10,7 +10,7 @@ off).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Hashable
 from contextlib import suppress
 
 from broadcaster import Event
@@ -40,6 +40,16 @@ class ChannelDisconnected(ChannelError):
     """The broker connection was lost; events published meanwhile may be missing."""
 
 
+class _Slot:
+    """A queued place that holds the newest unread event of one conflation key."""
+
+    __slots__ = ("event", "key")
+
+    def __init__(self, event: Event, key: Hashable) -> None:
+        self.event = event
+        self.key = key
+
+
 class Subscriber:
     """One subscription's inbox: a bounded FIFO of :class:`broadcaster.Event`.
 
@@ -51,6 +61,12 @@ class Subscriber:
             the subscription (for channels whose events are full snapshots,
             where the latest supersedes the rest). A subscriber that keeps up
             still gets every event.
+        conflate_key: conflate per key instead (for a channel of many users'
+            snapshots, keyed by user): when the inbox is full, an event whose
+            key is already queued replaces that queued event in place, and one
+            whose key is not is queued anyway. So no key's newest event is
+            ever dropped, and the inbox holds at most ``max_queue`` plus the
+            number of distinct keys queued (for the status feed: users).
         on_overflow: called once when the subscription is cut off by an overflow.
 
     Attributes:
@@ -63,14 +79,18 @@ class Subscriber:
         max_queue: int,
         *,
         conflate: bool = False,
+        conflate_key: Callable[[Event], Hashable] | None = None,
         on_overflow: Callable[[], None] | None = None,
     ) -> None:
         self.channel = channel
         self._on_overflow = on_overflow
         # None is the end-of-stream sentinel; it is queued once and kept.
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Event | _Slot | None] = asyncio.Queue()
         self._max_queue = max_queue
         self._conflate = conflate
+        self._key = conflate_key
+        # The newest queued slot of each key (keyed conflation only).
+        self._slots: dict[Hashable, _Slot] = {}
         self._error: ChannelError | None = None
         self._closed = False
         self.dropped = 0
@@ -87,7 +107,9 @@ class Subscriber:
         """Queue ``event`` without blocking; overflow ends the subscription (or conflates)."""
         if self._closed:
             return
-        if self._queue.qsize() < self._max_queue:
+        if self._key is not None:
+            self._push_keyed(event, self._key(event))
+        elif self._queue.qsize() < self._max_queue:
             self._queue.put_nowait(event)
         elif self._conflate:
             self.dropped += self._drain()
@@ -100,6 +122,15 @@ class Subscriber:
                     f"subscriber of {self.channel!r} fell {self._max_queue} events behind"
                 )
             )
+
+    def _push_keyed(self, event: Event, key: Hashable) -> None:
+        slot = self._slots.get(key)
+        if slot is not None and self._queue.qsize() >= self._max_queue:
+            slot.event = event
+            self.dropped += 1
+            return
+        slot = self._slots[key] = _Slot(event, key)
+        self._queue.put_nowait(slot)
 
     def fail(self, error: ChannelError) -> None:
         """End the subscription with ``error``; queued events are dropped."""
@@ -130,6 +161,10 @@ class Subscriber:
             if self._error is not None:
                 raise self._error
             raise SubscriptionClosed()
+        if isinstance(item, _Slot):
+            if self._slots.get(item.key) is item:
+                del self._slots[item.key]
+            return item.event
         return item
 
     async def __aiter__(self) -> AsyncGenerator[Event, None]:
@@ -143,4 +178,5 @@ class Subscriber:
         while not self._queue.empty():
             self._queue.get_nowait()
             count += 1
+        self._slots.clear()
         return count
