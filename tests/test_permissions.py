@@ -246,3 +246,16 @@ async def test_a_token_expiring_on_an_open_socket_closes_it_4403(
         assert loop.time() - started < 3.5
     await asyncio.sleep(0.05)
     assert app.state.services.hub.channels == 0, "the subscription outlived its socket"
+
+
+@pytest.mark.parametrize(
+    ("credential", "allowed"), [(USER, False), (SERVICE, False), (ADMIN, True)]
+)
+async def test_the_overview_is_for_admins(
+    graphql: GraphQLClient, credential: str, allowed: bool
+) -> None:
+    body = await graphql.as_(credential)("{ userStatuses { edges { node { userId } } } }")
+    if allowed:
+        assert "errors" not in body
+    else:
+        assert _code(body) == "FORBIDDEN"
