@@ -6,7 +6,7 @@ code does.
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-12-02
+Create Date: 2026-12-01
 """
 
 from collections.abc import Sequence
