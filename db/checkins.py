@@ -59,12 +59,15 @@ async def record(
     current = await statuses.get(session, user_id=user_id)
     if current is not None and current.last_check_in is not None and at < current.last_check_in:
         return activity, current
+    # A time ahead of the server's clock (within the allowed skew) counts from
+    # the server's: otherwise the next real check-in would look back-dated.
+    counted = min(at, utcnow())
     status = await statuses.update(
         session,
         user_id=user_id,
         changes={
-            "last_check_in": at,
-            "next_due": at + timedelta(seconds=interval_seconds),
+            "last_check_in": counted,
+            "next_due": counted + timedelta(seconds=interval_seconds),
             "alert_level": AlertLevel.NONE,
             "alert_triggered_at": None,
         },

@@ -93,6 +93,14 @@ def _levels_below_top(policy: Policy) -> list[AlertLevel]:
     return [level for level in AlertLevel if _step_above(policy, level) is not None]
 
 
+def _after(moment: datetime, seconds: float) -> datetime | None:
+    """``moment`` plus ``seconds``; ``None`` past the last representable time (never due)."""
+    try:
+        return moment + timedelta(seconds=seconds)
+    except OverflowError:
+        return None
+
+
 async def next_deadline(session: AsyncSession, *, policy: Policy) -> datetime | None:
     """The earliest time at which some user's level is due to rise, ``None`` if never."""
     deadlines = []
@@ -105,8 +113,8 @@ async def next_deadline(session: AsyncSession, *, policy: Policy) -> datetime | 
             .order_by(UserStatus.next_due)
             .limit(1)
         )
-        if first is not None:
-            deadlines.append(first + timedelta(seconds=step.seconds))
+        if first is not None and (deadline := _after(first, step.seconds)) is not None:
+            deadlines.append(deadline)
     return min(deadlines, default=None)
 
 

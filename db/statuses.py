@@ -85,6 +85,8 @@ async def update(
     checked = _check_changes(changes)
     if seq is None:
         seq = await outbox.next_seq(session, user_id=user_id)
+    if expected_version is not None and expected_version < 0:
+        raise InvalidInput("expected_version", f"must be >= 0 (got {expected_version})")
     if expected_version is not None:
         # Read under the sequence lock: no other writer of this user runs now.
         current = await session.scalar(

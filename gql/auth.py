@@ -223,6 +223,16 @@ MAX_NUMERIC_DATE = 253_402_300_799
 _ROLES = frozenset(role.value for role in Role)
 
 
+def _is_user_id(value: object) -> bool:
+    if not isinstance(value, str) or not value or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
 def check_claim_types(claims: dict[str, Any], *, audience: str | None) -> None:
     """Refuse claims of the wrong type or range, which PyJWT coerces or lets through.
 
@@ -235,8 +245,8 @@ def check_claim_types(claims: dict[str, Any], *, audience: str | None) -> None:
         AuthenticationError: the first claim that is not acceptable.
     """
     # A missing sub or exp is reported by PyJWT's required-claims check.
-    if "sub" in claims and (not isinstance(claims["sub"], str) or not claims["sub"]):
-        raise AuthenticationError("token 'sub' must be a non-empty string")
+    if "sub" in claims and (not _is_user_id(claims["sub"])):
+        raise AuthenticationError("token 'sub' must be a non-empty string of valid text")
     role = claims.get("role", Role.USER.value)
     if not isinstance(role, str) or role not in _ROLES:
         raise AuthenticationError("token 'role' must be user, service or admin")

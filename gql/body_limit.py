@@ -1,9 +1,14 @@
-"""ASGI middleware that refuses HTTP request bodies over ``MAX_BODY_BYTES`` with 413."""
+"""ASGI middleware that refuses HTTP request bodies over ``MAX_BODY_BYTES`` with 413.
+
+Being the layer that reads bodies, it also ends quietly a request whose client
+disconnected mid-body, instead of logging it as a server error.
+"""
 
 from __future__ import annotations
 
 import json
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .codes import ErrorCode
@@ -62,6 +67,10 @@ class BodyLimit:
             if started:
                 raise
             await self._refuse(send)
+        except ClientDisconnect:
+            # The client went away mid-body (or REQUEST_BODY_TIMEOUT dropped it):
+            # nobody is left to answer, and it is no error of the service's.
+            return
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(

@@ -53,7 +53,30 @@ def frame_problem(message: object) -> str | None:
             value = payload.get(name)
             if value is not None and not isinstance(value, kinds):
                 return f"{kind} payload {name} has the wrong type"
+    for name, value in (
+        ("id", message.get("id")),
+        ("query", (payload or {}).get("query")),
+        ("operationName", (payload or {}).get("operationName")),
+    ):
+        if isinstance(value, str) and not is_unicode(value):
+            # It would come back in an error message that cannot be encoded.
+            return f"message {name} must be valid Unicode (a lone surrogate was found)"
     return None
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8: JSON lets a client send lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _close_reason(reason: str) -> str:
+    """A close reason WebSocket can carry: valid UTF-8 of at most 123 bytes (RFC 6455 5.5.1)."""
+    data = reason.encode("utf-8", "replace")[:123]
+    return data.decode("utf-8", "ignore")
 
 
 class LimitedWebSocketAdapter(ASGIWebSocketAdapter):
@@ -100,4 +123,4 @@ class LimitedWebSocketAdapter(ASGIWebSocketAdapter):
         if self.ws.application_state == WebSocketState.DISCONNECTED:
             return
         with suppress(RuntimeError, WebSocketDisconnect):
-            await self.ws.close(code=code, reason=reason)
+            await self.ws.close(code=code, reason=_close_reason(reason))

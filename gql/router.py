@@ -35,7 +35,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from .auth import AuthenticationError
 from .context import Context, get_context
 from .errors import RETRY_AFTER_SECONDS, unavailable_only
-from .frames import LimitedWebSocketAdapter
+from .frames import LimitedWebSocketAdapter, is_unicode
 from .graphiql import GraphiQLRouter
 from .response_size import ResponseEncoder
 from .settings import Settings
@@ -83,6 +83,12 @@ class Router(GraphiQLRouter):
             raise StrawberryHTTPException(400, "Unable to parse request body as JSON") from None
         if not isinstance(value, dict | list):
             raise StrawberryHTTPException(400, "The request body must be a JSON object")
+        for item in value if isinstance(value, list) else [value]:
+            for name in ("query", "operationName"):
+                text = item.get(name) if isinstance(item, dict) else None
+                if isinstance(text, str) and not is_unicode(text):
+                    # It would come back in an error message that cannot be encoded.
+                    raise StrawberryHTTPException(400, f"{name} must be valid Unicode")
         return value
 
     async def execute_single(

@@ -273,3 +273,21 @@ async def test_a_4301_digit_integer_literal_in_metadata_is_refused_by_its_range(
     assert error["extensions"]["code"] == "BAD_USER_INPUT", error
     assert "integers from -9007199254740991 to 9007199254740991" in error["message"], error
     assert (await _row_counts(services))["activities"] == 0
+
+
+async def test_a_negative_expected_version_is_bad_input(graphql: GraphQLClient) -> None:
+    body = await graphql(UPDATE, {"input": {"userId": "u1", "expectedVersion": -1}})
+    [error] = body["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "input.expectedVersion"}
+
+
+async def test_a_lone_surrogate_in_operation_name_is_a_bad_request(
+    graphql: GraphQLClient,
+) -> None:
+    response = await graphql.http.post(
+        "/graphql",
+        content=b'{"query": "{ __typename }", "operationName": "\\ud800"}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert "operationName must be valid Unicode" in response.text

@@ -99,3 +99,28 @@ async def test_unknown_status_field_is_refused(sessions: SessionFactory) -> None
         with pytest.raises(InvalidInput) as info:
             await statuses.update(session, user_id="u", changes={"version": 9})
     assert info.value.field == "version"
+
+
+async def test_a_check_in_ahead_of_the_clock_counts_from_the_servers_time(
+    database_url: str,
+) -> None:
+    # Within the allowed skew a client clock may run ahead; the next real
+    # check-in must still reset the alert rather than look back-dated.
+    from datetime import UTC, datetime, timedelta
+
+    from db import checkins, create_engine, create_session_factory
+    from db.migrate import upgrade
+
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        sessions = create_session_factory(engine)
+        ahead = datetime.now(UTC) + timedelta(seconds=200)
+        async with sessions.begin() as session:
+            _, first = await checkins.record(session, user_id="u", interval_seconds=60, at=ahead)
+        assert first.last_check_in is not None and first.last_check_in < ahead
+        async with sessions.begin() as session:
+            _, second = await checkins.record(session, user_id="u", interval_seconds=60)
+        assert second.version == 2
+    finally:
+        await engine.dispose()

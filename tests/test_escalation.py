@@ -143,3 +143,27 @@ async def test_subscribers_see_the_escalation_with_consecutive_seqs(
     assert isinstance(metadata, dict)
     assert metadata["level"] == "ALERT" and metadata["overdueSeconds"] >= ALERT_DELAY
     assert changes[1]["alertTriggeredAt"] is not None
+
+
+async def test_a_next_due_at_the_end_of_time_is_never_due(database_url: str) -> None:
+    # 9999-12-31 plus a delay is past what a datetime holds: never due, not an error.
+    from datetime import UTC, datetime
+
+    from db import create_engine, create_session_factory, statuses
+
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        sessions = create_session_factory(engine)
+        end = datetime(9999, 12, 31, 23, 59, 50, tzinfo=UTC)
+        async with sessions.begin() as session:
+            await statuses.update(session, user_id="u", changes={"next_due": end})
+        policy = escalations.parse_policy("WARNING:0,ALERT:900")
+        async with sessions() as session:
+            assert await escalations.next_deadline(session, policy=policy) == end
+        async with sessions.begin() as session:
+            await statuses.update(session, user_id="u", changes={"alert_level": "WARNING"})
+        async with sessions() as session:
+            assert await escalations.next_deadline(session, policy=policy) is None
+    finally:
+        await engine.dispose()

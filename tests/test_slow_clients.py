@@ -94,6 +94,11 @@ async def test_a_body_that_stops_short_gets_408(server: Server) -> None:
     assert time.monotonic() - started < TIMEOUT + 2
     assert reply.startswith(b"HTTP/1.1 408 "), reply[:80]
     writer.close()
+    # The request's handler sees the client go: that is no server error to log.
+    async with httpx.AsyncClient(timeout=5) as http:
+        assert (await http.get(f"{server.base_url}/healthz")).status_code == 200
+    log = server.log_path.read_text()
+    assert "Exception in ASGI application" not in log and "Traceback" not in log, log[-2000:]
 
 
 async def test_prompt_requests_on_a_kept_alive_connection_are_served(server: Server) -> None:

@@ -25,6 +25,8 @@ BAD_CLAIMS = {
     "role-number": {"role": 1},
     "sub-number": {"sub": 42},
     "sub-list": {"sub": ["u1"]},
+    "sub-nul": {"sub": "u\x001"},
+    "sub-surrogate": {"sub": "u\ud8001"},
     "exp-past-9999": {"exp": 10**13},
     "exp-string": {"exp": str(NOW + LIFETIME)},
     "exp-bool": {"exp": True},

@@ -124,6 +124,12 @@ MALFORMED: list[tuple[str, str]] = [
         '{"id": "1", "type": "subscribe", "payload": {"query": "{a}", "variables": []}}',
     ),
     ("stop-no-id", '{"type": "complete"}'),
+    (
+        "operation-name-lone-surrogate",
+        '{"id": "1", "type": "subscribe", '
+        '"payload": {"query": "{__typename}", "operationName": "\\ud800"}}',
+    ),
+    ("id-lone-surrogate", '{"id": "\\ud800", "type": "complete"}'),
 ]
 
 
