@@ -97,6 +97,9 @@ def decode_cursor(cursor: str) -> ActivityKey:
         timestamp = datetime.fromisoformat(stamp)
         if timestamp.tzinfo is None:
             raise ValueError("naive")
+        if not (ident.isascii() and ident.isdigit()):
+            # int() would also take "+1", "1_0" and non-ASCII digits.
+            raise ValueError("id")
         activity_id = int(ident)
         # Ids are positive 64-bit integers; a larger one would overflow the database.
         if not 0 < activity_id <= MAX_ID:

@@ -166,7 +166,7 @@ async def test_bad_write_is_rejected_and_stores_nothing(
     }
 
 
-def _cursor(timestamp: str, activity_id: int) -> str:
+def _cursor(timestamp: str, activity_id: int | str) -> str:
     text = f"a1:{timestamp}|{activity_id}"
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
@@ -187,6 +187,18 @@ READ_CASES = [
         "after",
         "cursor",
         id="cursor-id-0",
+    ),
+    pytest.param(
+        {"u": "u1", "after": _cursor("2026-01-01T00:00:00+00:00", "+1_0")},
+        "after",
+        "cursor",
+        id="cursor-id-spelling",
+    ),
+    pytest.param(
+        {"u": "u1", "after": _cursor("2026-01-01T00:00:00+00:00", "\u0661")},
+        "after",
+        "cursor",
+        id="cursor-id-arabic-digit",
     ),
     pytest.param({"u": ""}, "userId", "empty", id="empty-user"),
     pytest.param({"u": "u1", "types": ["BAD TYPE"]}, "types", "[a-z0-9_.-]", id="bad-types"),
