@@ -25,11 +25,12 @@ STATUSES = """query($levels: [AlertLevel!], $overdue: Boolean, $first: Int, $aft
 }"""
 STATUS_FEED = "subscription { userStatusFeed { userId alertLevel version } }"
 
-NOW = datetime.now(UTC)
 
-
-def _at(minutes: int | None) -> str | None:
-    return None if minutes is None else (NOW + timedelta(minutes=minutes)).isoformat()
+def _at(minutes: int | None, base: datetime | None = None) -> str | None:
+    # From the time of the writes, not of collection: the suite may run for minutes first.
+    if minutes is None:
+        return None
+    return ((base or datetime.now(UTC)) + timedelta(minutes=minutes)).isoformat()
 
 
 # user id, level, nextDue in minutes from now (None: none); listed in the expected order.
@@ -47,15 +48,18 @@ PEOPLE = [
 ]
 
 
-async def _set(graphql: GraphQLClient, user: str, level: str, due: int | None) -> None:
-    status = {"userId": user, "alertLevel": level, "nextDue": _at(due)}
+async def _set(
+    graphql: GraphQLClient, user: str, level: str, due: int | None, base: datetime | None = None
+) -> None:
+    status = {"userId": user, "alertLevel": level, "nextDue": _at(due, base)}
     await graphql.data(UPDATE, {"input": status})
 
 
 async def _people(graphql: GraphQLClient) -> None:
     # Written in reverse, so that write order is not the answer.
+    base = datetime.now(UTC)  # one instant, so that equal offsets tie
     for user, level, due in reversed(PEOPLE):
-        await _set(graphql, user, level, due)
+        await _set(graphql, user, level, due, base)
 
 
 async def _page(graphql: GraphQLClient, **variables: Any) -> dict[str, Any]:
