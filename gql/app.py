@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
@@ -34,6 +34,8 @@ from .body_limit import BodyLimit
 from .codes import ErrorCode
 from .context import Services
 from .graphiql import ASSETS_DIR, ASSETS_PATH
+from .http_errors import HTTPError, error_response
+from .negotiation import negotiate
 from .ops import create_ops_router
 from .router import create_router
 from .schema import create_schema
@@ -165,13 +167,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _unauthenticated(request: Request, exc: Exception) -> JSONResponse:
+async def _unauthenticated(request: Request, exc: Exception) -> Response:
     # RFC 6750 section 3.1: an invalid token is answered with 401 and WWW-Authenticate.
-    return JSONResponse(
-        {"errors": [{"message": str(exc), "extensions": {"code": ErrorCode.UNAUTHENTICATED}}]},
-        status_code=401,
+    error = HTTPError(
+        401,
+        ErrorCode.UNAUTHENTICATED,
+        str(exc),
         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
     )
+    return error_response(error, negotiate(request.headers.get("accept")))
 
 
 def _store_current(store: RealtimeStore | None, leadership: Leadership) -> Callable[[], bool]:

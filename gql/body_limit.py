@@ -6,12 +6,12 @@ disconnected mid-body, instead of logging it as a server error.
 
 from __future__ import annotations
 
-import json
-
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .codes import ErrorCode
+from .http_errors import error_body
+from .negotiation import JSON, accept_header, content_type, negotiate
 
 __all__ = ["BodyLimit"]
 
@@ -21,7 +21,8 @@ class _TooLarge(Exception):
 
 
 class BodyLimit:
-    """ASGI middleware: an HTTP body over ``max_bytes`` gets 413 and a GraphQL-shaped error.
+    """ASGI middleware: an HTTP body over ``max_bytes`` gets 413 and a GraphQL-shaped error,
+    ``PAYLOAD_TOO_LARGE``, in the media type the request accepts (:mod:`gql.negotiation`).
 
     Checks ``Content-Length`` first, then counts the bytes actually received,
     so a chunked body cannot slip past.
@@ -42,7 +43,7 @@ class BodyLimit:
                 except ValueError:
                     declared = self.max_bytes + 1
                 if declared > self.max_bytes:
-                    await self._refuse(send)
+                    await self._refuse(scope, send)
                     return
         received = 0
         started = False
@@ -66,29 +67,23 @@ class BodyLimit:
         except _TooLarge:
             if started:
                 raise
-            await self._refuse(send)
+            await self._refuse(scope, send)
         except ClientDisconnect:
             # The client went away mid-body (or REQUEST_BODY_TIMEOUT dropped it):
             # nobody is left to answer, and it is no error of the service's.
             return
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "errors": [
-                    {
-                        "message": f"request body exceeds {self.max_bytes} bytes",
-                        "extensions": {"code": ErrorCode.PAYLOAD_TOO_LARGE},
-                    }
-                ]
-            }
-        ).encode()
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        body = error_body(
+            f"request body exceeds {self.max_bytes} bytes", ErrorCode.PAYLOAD_TOO_LARGE
+        )
+        media_type = negotiate(accept_header(scope["headers"])) or JSON
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", content_type(media_type).encode()),
                     (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close"),
                 ],

@@ -52,6 +52,12 @@ class ErrorCode(StrEnum):
     """``after`` is older than ``OUTBOX_RETENTION``; subscribe again without it."""
     SUBSCRIPTION_LIMIT = "SUBSCRIPTION_LIMIT"
     """An operation over ``MAX_WS_OPERATIONS`` or ``MAX_SUBSCRIPTIONS_PER_USER``/``_SERVICE``."""
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    """A mutation by GET, or an HTTP method other than GET and POST (405 with ``Allow``)."""
+    NOT_ACCEPTABLE = "NOT_ACCEPTABLE"
+    """``Accept`` allows neither ``application/graphql-response+json`` nor JSON (406)."""
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    """A POST body that is not ``application/json`` in UTF-8, or has no ``Content-Type`` (415)."""
 
 
 RESUMABLE: frozenset[ErrorCode] = frozenset(

@@ -23,7 +23,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import (
+    ArgumentNode,
+    GraphQLError,
+    ListValueNode,
+    ObjectValueNode,
+    ValueNode,
+    VariableDefinitionNode,
+    VariableNode,
+    Visitor,
+    parse,
+    visit,
+)
 from sqlalchemy import exc as sa_exc
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -133,14 +144,18 @@ def _classify(error: GraphQLError) -> str:
         code = original.extensions.get("code")
         if isinstance(code, str):
             return code
-    if error.path is None and error.message.startswith("Variable '$"):
+    if error.path is None and _COERCION.match(error.message):
         # Variable coercion failures (spec 6.1.2): wrong type, bad scalar value, missing.
         return ErrorCode.BAD_USER_INPUT
     if error.path is None and error.nodes and not isinstance(original, GraphQLError):
-        # Points into the document before execution: a literal that a scalar refused
-        # while validating (ValuesOfCorrectTypeRule keeps the scalar's ValueError).
+        # Points into the document before execution.
         if error.message.startswith("Syntax Error"):
             return ErrorCode.GRAPHQL_PARSE_FAILED
+        if _is_literal_value(error):
+            # An argument's literal value is wrong (ValuesOfCorrectTypeRule, which keeps
+            # a scalar's ValueError): the same mistake as that value in a variable,
+            # so the same code.
+            return ErrorCode.BAD_USER_INPUT
         return ErrorCode.GRAPHQL_VALIDATION_FAILED
     if isinstance(original, _REQUEST_ERRORS):
         # No query, an unknown operationName, or an operation type the transport refuses
@@ -158,6 +173,81 @@ def _classify(error: GraphQLError) -> str:
 
 
 _VARIABLE_PATH = re.compile(r"^Variable '\$(\w+)' (?:has|got) invalid value(?: at ([.\w\[\]]+))?")
+# What CoerceVariableValues reports (graphql-core's wording); other messages about a
+# variable ("is not defined", "is never used", "used in position expecting") are
+# validation rules.
+_COERCION = re.compile(
+    r"^Variable '\$\w+' (?:(?:has|got) invalid value|of required type .* was not provided"
+    r"|of non-null type .* must not be null)",
+    re.DOTALL,
+)
+
+
+def _is_literal_value(error: GraphQLError) -> bool:
+    """Whether ``error`` is about a value written in the document (not a ``$variable``)."""
+    node = error.nodes[0] if error.nodes else None
+    return isinstance(node, ValueNode) and not isinstance(node, VariableNode)
+
+
+class _ValueRoots(Visitor):
+    """The values an argument or a variable's default sets, by the name that holds them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.roots: list[tuple[str, ValueNode]] = []
+
+    def enter_argument(self, node: ArgumentNode, *_args: Any) -> None:
+        self.roots.append((node.name.value, node.value))
+
+    def enter_variable_definition(self, node: VariableDefinitionNode, *_args: Any) -> None:
+        if node.default_value is not None:
+            self.roots.append((node.variable.name.value, node.default_value))
+
+
+def _value_path(value: ValueNode, start: int, path: str) -> str | None:
+    if value.loc is not None and value.loc.start == start:
+        return path
+    if isinstance(value, ObjectValueNode):
+        for field in value.fields:
+            found = _value_path(field.value, start, f"{path}.{field.name.value}")
+            if found is not None:
+                return found
+    elif isinstance(value, ListValueNode):
+        for index, item in enumerate(value.values):
+            found = _value_path(item, start, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _literal_field(error: GraphQLError) -> str | None:
+    """The argument path of a literal value, e.g. ``input.timestamp``, found in the document.
+
+    Validation errors carry the value's node but not where it sits, so the
+    source is parsed again (once per cached error: its code is kept with it).
+    """
+    node = error.nodes[0] if error.nodes else None
+    if node is None or node.loc is None or error.source is None:
+        return None
+    try:
+        document = parse(error.source)
+    except GraphQLError:
+        return None
+    roots = _ValueRoots()
+    visit(document, roots)
+    for name, value in roots.roots:
+        found = _value_path(value, node.loc.start, name)
+        if found is not None:
+            return found
+    return None
+
+
+def _scalar_reason(error: GraphQLError) -> str | None:
+    """The message of the exception a scalar raised under ``error``, if one did."""
+    cause: BaseException | None = error.original_error
+    while isinstance(cause, GraphQLError):
+        cause = cause.original_error
+    return str(cause) if cause is not None else None
 
 
 def _variable_field(message: str) -> str | None:
@@ -173,10 +263,17 @@ def _with_code(errors: list[GraphQLError]) -> None:
         extensions: dict[str, Any] = dict(error.extensions or {})
         if "code" not in extensions:
             extensions["code"] = _classify(error)
-            if extensions["code"] == ErrorCode.BAD_USER_INPUT and (
-                field := _variable_field(error.message)
-            ):
-                extensions["field"] = field
+            if extensions["code"] == ErrorCode.BAD_USER_INPUT:
+                field = _variable_field(error.message)
+                if field is None and _is_literal_value(error):
+                    field = _literal_field(error)
+                if field is not None:
+                    extensions["field"] = field
+                    # One clean message for a scalar's refusal, literal or variable alike,
+                    # instead of graphql-core's "Expected value of type ..., but
+                    # encountered error '...'; found: ..." around it.
+                    if (reason := _scalar_reason(error)) is not None:
+                        error.message = f"{field}: {reason}"
             error.extensions = extensions
 
 

@@ -26,13 +26,14 @@ which is why ``uvicorn`` is pinned to a minor range in ``pyproject.toml``.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .codes import ErrorCode
+from .http_errors import error_body
+from .negotiation import JSON, accept_header, content_type, negotiate
 
 __all__ = ["timed_protocol"]
 
@@ -40,21 +41,17 @@ logger = logging.getLogger(__name__)
 
 _TIMEOUT_RESPONSE = (
     b"HTTP/1.1 408 Request Timeout\r\n"
-    b"content-type: application/json\r\n"
+    b"content-type: %s\r\n"
     b"connection: close\r\n"
     b"content-length: %d\r\n\r\n%s"
 )
-_BODY = json.dumps(
-    {
-        "errors": [
-            {
-                "message": "request not received in time",
-                "extensions": {"code": ErrorCode.REQUEST_TIMEOUT},
-            }
-        ]
-    },
-    separators=(",", ":"),
-).encode()
+_BODY = error_body("request not received in time", ErrorCode.REQUEST_TIMEOUT)
+
+
+def _timeout_response(headers: list[tuple[bytes, bytes]] | None) -> bytes:
+    """The 408, in the media type the request accepts (its headers, once they are complete)."""
+    media_type = negotiate(accept_header(headers or [])) or JSON
+    return _TIMEOUT_RESPONSE % (content_type(media_type).encode(), len(_BODY), _BODY)
 
 
 def timed_protocol(*, header_timeout: float, body_timeout: float) -> type[asyncio.Protocol]:
@@ -103,7 +100,9 @@ def timed_protocol(*, header_timeout: float, body_timeout: float) -> type[asynci
             client: Any = self.client
             logger.info("dropped %s: request %s not received in time", client, part)
             if self.cycle is None or not self.cycle.response_started:
-                self.transport.write(_TIMEOUT_RESPONSE % (len(_BODY), _BODY))
+                # The Accept header counts only once the headers are complete.
+                headers = self.headers if part == "body" else None
+                self.transport.write(_timeout_response(headers))
             self.transport.close()
 
     return TimedHttpToolsProtocol

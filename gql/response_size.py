@@ -5,8 +5,10 @@ a WebSocket message, piece by piece, and stops as soon as the text would pass
 the cap, so no more than the cap (plus one piece, e.g. one activity) is ever
 built, and nothing is sent before the whole text is known to fit. A result
 that does not fit is replaced by a result holding only a
-``RESPONSE_TOO_LARGE`` error: over HTTP the body (status 200, as GraphQL over
-HTTP answers ``application/json`` requests), over WebSocket the ``next``
+``RESPONSE_TOO_LARGE`` error: over HTTP the body (status 200 with
+``application/json``, as GraphQL over HTTP answers it; 400 with
+``application/graphql-response+json``, where a response without ``data`` must
+not be 2xx and the client must ask for less), over WebSocket the ``next``
 (legacy ``data``) message of that operation, which is then completed as
 usual; a subscription goes on with its next event.
 
@@ -88,11 +90,16 @@ class ResponseEncoder:
         self.max_bytes = max_bytes
 
     def __call__(self, data: object) -> str:
+        return self.encode(data)[0]
+
+    def encode(self, data: object) -> tuple[str, object]:
+        """The text sent for ``data``, and the value it encodes: ``data`` or its replacement."""
         try:
-            return encode_within(data, self.max_bytes)
+            return encode_within(data, self.max_bytes), data
         except ResponseTooLarge:
             logger.warning("a response over MAX_RESPONSE_BYTES=%d was refused", self.max_bytes)
-            return json.dumps(self._replacement(data), separators=(",", ":"))
+            replacement = self._replacement(data)
+            return json.dumps(replacement, separators=(",", ":")), replacement
 
     def error(self) -> dict[str, Any]:
         """The ``RESPONSE_TOO_LARGE`` error, naming the setting."""

@@ -1,8 +1,11 @@
 """The /graphql endpoint: Strawberry's FastAPI router with authentication and limits.
 
-* HTTP: GET may run queries, never mutations (405 with ``Allow: POST``); POST runs
-  queries and mutations; subscriptions are refused (400) as they need a socket.
-  A body that is not a JSON object or array gets 400.
+* HTTP follows GraphQL over HTTP (GraphQL Foundation): the response media type
+  is negotiated from ``Accept`` (:mod:`gql.negotiation`), and so is the status
+  of a result. GET may run queries, never mutations (405 with ``Allow: POST``);
+  POST runs queries and mutations and needs ``Content-Type: application/json``;
+  subscriptions are refused (400) as they need a socket. Every refusal is a
+  GraphQL response with ``extensions.code`` (:mod:`gql.http_errors`).
 * WebSocket: ``connection_init`` must carry ``{"authorization": "Bearer <token>"}``
   unless the service runs in dev mode; otherwise the socket closes with 4403.
   Cross-origin handshakes are refused (HTTP 403) unless the origin is in
@@ -17,15 +20,20 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
 import strawberry
 from cross_web import HTTPException as StrawberryHTTPException
-from fastapi import HTTPException
+from graphql import GraphQLError
 from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.parse_content_type import parse_content_type
+from strawberry.http.types import QueryParams
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
@@ -33,15 +41,25 @@ from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from .auth import AuthenticationError
+from .codes import ErrorCode
 from .context import Context, get_context
 from .errors import RETRY_AFTER_SECONDS, unavailable_only
 from .frames import LimitedWebSocketAdapter, is_unicode
 from .graphiql import GraphiQLRouter
+from .http_errors import HTTPError, error_response
+from .negotiation import GRAPHQL_RESPONSE_JSON, JSON, content_type, negotiate, result_status
 from .response_size import ResponseEncoder
 from .settings import Settings
 from .websockets import GraphQLTransportWSHandler, LegacyGraphQLWSHandler
 
 __all__ = ["Router", "create_router"]
+
+# The media type negotiated for the request being served (set in Router.run).
+_MEDIA_TYPE: ContextVar[str] = ContextVar("graphql_media_type", default=JSON)
+_ALLOWED_METHODS = "GET, POST"
+# Methods routed to a 405 of GraphQL shape (GET and POST are served; HEAD and
+# OPTIONS keep Starlette's and any CORS middleware's handling).
+_OTHER_METHODS = ["PUT", "PATCH", "DELETE"]
 
 
 class Router(GraphiQLRouter):
@@ -80,15 +98,17 @@ class Router(GraphiQLRouter):
         try:
             value = self.decode_json(data)
         except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError
-            raise StrawberryHTTPException(400, "Unable to parse request body as JSON") from None
+            raise HTTPError(
+                400, ErrorCode.BAD_REQUEST, "Unable to parse request body as JSON"
+            ) from None
         if not isinstance(value, dict | list):
-            raise StrawberryHTTPException(400, "The request body must be a JSON object")
+            raise HTTPError(400, ErrorCode.BAD_REQUEST, "The request body must be a JSON object")
         for item in value if isinstance(value, list) else [value]:
             for name in ("query", "operationName"):
                 text = item.get(name) if isinstance(item, dict) else None
                 if isinstance(text, str) and not is_unicode(text):
                     # It would come back in an error message that cannot be encoded.
-                    raise StrawberryHTTPException(400, f"{name} must be valid Unicode")
+                    raise HTTPError(400, ErrorCode.BAD_REQUEST, f"{name} must be valid Unicode")
         return value
 
     async def execute_single(
@@ -116,21 +136,141 @@ class Router(GraphiQLRouter):
             )
         except InvalidOperationTypeError as exc:
             if method == "GET" and exc.operation_type is OperationType.MUTATION:
-                raise HTTPException(
-                    405, "mutations are not allowed over GET; use POST", headers={"Allow": "POST"}
+                raise HTTPError(
+                    405,
+                    ErrorCode.METHOD_NOT_ALLOWED,
+                    "mutations are not allowed over GET; use POST",
+                    headers={"Allow": "POST"},
                 ) from None
             reason = exc.as_http_error_reason(method)
             if exc.operation_type is OperationType.SUBSCRIPTION:
                 reason += "; subscribe over WebSocket (graphql-transport-ws)"
-            raise StrawberryHTTPException(400, reason) from None
+            raise HTTPError(400, ErrorCode.BAD_REQUEST, reason) from None
         except CannotGetOperationTypeError as exc:
-            raise StrawberryHTTPException(400, exc.as_http_error_reason()) from None
+            # GetOperation failed: a request error of a well-formed request, so a
+            # GraphQL result (200 with application/json, 400 with the new media type).
+            error = GraphQLError(
+                exc.as_http_error_reason(), extensions={"code": ErrorCode.BAD_REQUEST}
+            )
+            return ExecutionResult(data=None, errors=[error])
         except MissingQueryError:
-            raise StrawberryHTTPException(400, "No GraphQL query found in the request") from None
-        if unavailable_only(result.data, result.errors):
+            raise HTTPError(
+                400, ErrorCode.BAD_REQUEST, "No GraphQL query found in the request"
+            ) from None
+        if unavailable_only(result.data, result.errors) and (
+            # With the new media type non-null data must be 2xx (GraphQL over HTTP).
+            result.data is None or _MEDIA_TYPE.get() == JSON
+        ):
             sub_response.status_code = 503
             sub_response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return result
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        """The response of ``result``; a request error has no ``data`` with the new media type.
+
+        A request error (parse, validation, operation choice, variable coercion)
+        is raised before execution, so none of its errors has a ``path``. With
+        ``application/json`` the body keeps ``"data": null`` as it always had.
+        """
+        response = await super().process_result(request, result)
+        if (
+            _MEDIA_TYPE.get() == GRAPHQL_RESPONSE_JSON
+            and result.data is None
+            and result.errors
+            and all(error.path is None for error in result.errors)
+        ):
+            response.pop("data", None)
+        return response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        """Encode ``response_data`` in the negotiated media type, with its status."""
+        media_type = _MEDIA_TYPE.get()
+        # The status follows what is sent: a result replaced by RESPONSE_TOO_LARGE has no data.
+        text, sent = self.response_encoder.encode(response_data)
+        status = sub_response.status_code
+        if not status:
+            status = result_status(media_type, sent) if isinstance(sent, dict) else 200
+        response = Response(text, status_code=status, media_type=None)
+        response.headers["content-type"] = content_type(media_type)
+        response.headers.raw.extend(sub_response.headers.raw)
+        return response
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """Check the request's content type and parameters (GraphQL over HTTP, Request).
+
+        A POST needs ``application/json`` in UTF-8 (415 otherwise); ``operationName``
+        must be a string or null (400), like ``query``, ``variables`` and
+        ``extensions``, which Strawberry checks.
+        """
+        if request.method == "POST":
+            media_type, params = parse_content_type(request.content_type or "")
+            charset = params.get("charset", "utf-8").lower()
+            if media_type.lower() != JSON or charset not in ("utf-8", "utf8"):
+                raise HTTPError(
+                    415,
+                    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+                    "POST a JSON body with Content-Type: application/json (UTF-8)",
+                )
+        data = await super().parse_http_body(request)
+        for item in data if isinstance(data, list) else [data]:
+            if not isinstance(item.operation_name, str | None):
+                raise HTTPError(
+                    400, ErrorCode.BAD_REQUEST, "operationName must be a string or null"
+                )
+        return data
+
+    def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
+        """GET parameters; an empty ``operationName``, ``variables`` or ``extensions`` is absent."""
+        present = {
+            name: value
+            for name, value in params.items()
+            if not (name in ("operationName", "variables", "extensions") and value == "")
+        }
+        return super().parse_query_params(present)
+
+    async def run(  # type: ignore[override]
+        self,
+        request: Request | WebSocket,
+        context: Context | UnsetType = UNSET,
+        root_value: UnsetType | None = UNSET,
+    ) -> Response | WebSocket:
+        """Serve one request; every refusal of an HTTP request is a GraphQL response.
+
+        The media type is negotiated first: a request that accepts neither
+        ``application/graphql-response+json`` nor ``application/json`` gets 406
+        (unless it is a browser asking for GraphiQL).
+        """
+        if isinstance(request, WebSocket):
+            return await super().run(request, context, root_value)  # type: ignore[arg-type]
+        media_type = negotiate(request.headers.get("accept"))
+        token = _MEDIA_TYPE.set(media_type or JSON)
+        try:
+            if media_type is None and not self.should_render_graphql_ide(
+                self.request_adapter_class(request)
+            ):
+                raise HTTPError(
+                    406,
+                    ErrorCode.NOT_ACCEPTABLE,
+                    f"Accept allows neither {GRAPHQL_RESPONSE_JSON} nor {JSON}",
+                )
+            response: Response = await super().run(request, context, root_value)  # type: ignore[arg-type]
+            return response
+        except HTTPError as error:
+            return error_response(error, media_type)
+        except StrawberryHTTPException as exc:
+            # What Strawberry itself refuses: variables or extensions not an object,
+            # batches, or GraphiQL asked for where it is off (404).
+            return error_response(
+                HTTPError(exc.status_code, ErrorCode.BAD_REQUEST, exc.reason), media_type
+            )
+        finally:
+            _MEDIA_TYPE.reset(token)
 
 
 _HTTP_POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
@@ -148,6 +288,20 @@ def create_router(settings: Settings, schema: strawberry.Schema) -> Router:
         max_subscriptions_per_connection=None,
         allowed_origins=settings.allowed_origins,
     )
+    router.add_api_route("", _method_not_allowed, methods=_OTHER_METHODS, include_in_schema=False)
     router.max_frame_bytes = settings.max_ws_frame_bytes
     router.response_encoder = ResponseEncoder(settings.max_response_bytes)
     return router
+
+
+async def _method_not_allowed(request: Request) -> Response:
+    # RFC 9110 section 15.5.6: a 405 names the methods that are allowed.
+    return error_response(
+        HTTPError(
+            405,
+            ErrorCode.METHOD_NOT_ALLOWED,
+            f"{request.method} is not allowed on /graphql; use GET (queries) or POST",
+            headers={"Allow": _ALLOWED_METHODS},
+        ),
+        negotiate(request.headers.get("accept")),
+    )

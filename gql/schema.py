@@ -22,6 +22,7 @@ from strawberry.types import ExecutionContext
 from .errors import add_codes, mask_internal
 from .limits import limit_extensions
 from .mutations import Mutation
+from .operation_choice import OperationChoice
 from .permissions import check_every_root_field_guarded
 from .queries import Query
 from .scalars import DateTime
@@ -110,6 +111,7 @@ def create_schema(settings: Settings | None = None) -> Schema:
         # caches are process-wide LRUs shared by these per-operation instances.
         lambda: _ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        OperationChoice,
         *limit_extensions(settings),
     ]
     if settings.production:

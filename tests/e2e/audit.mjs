@@ -1,0 +1,22 @@
+// Runs the GraphQL-over-HTTP audits of `graphql-http` (serverAudits) against a running
+// server and prints one JSON line per audit: {"id", "name", "status", "reason"?}.
+// Usage: node audit.mjs http://127.0.0.1:PORT/graphql
+import { serverAudits } from "graphql-http";
+
+const url = process.argv[2];
+if (!url) {
+  console.error("usage: node audit.mjs <graphql url>");
+  process.exit(2);
+}
+
+for (const audit of serverAudits({ url })) {
+  const result = await audit.fn();
+  const line = { id: result.id, name: result.name, status: result.status };
+  if (result.status !== "ok") {
+    line.reason = result.reason;
+    line.httpStatus = result.response.status;
+    line.contentType = result.response.headers.get("content-type");
+    line.body = (await result.response.text().catch((err) => `<${err}>`)).slice(0, 500);
+  }
+  console.log(JSON.stringify(line));
+}
