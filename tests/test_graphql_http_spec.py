@@ -532,3 +532,41 @@ async def test_a_body_too_slow_is_408_in_the_negotiated_type(tmp_path: Path) -> 
             assert error["extensions"] == {"code": "REQUEST_TIMEOUT"}
     finally:
         server.stop()
+
+
+async def test_a_whole_request_outage_is_503_unless_data_is_not_null(tmp_path: Path) -> None:
+    # A database that cannot be opened: every read and write fails SERVICE_UNAVAILABLE.
+    unreachable = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/missing-directory/checkin.db",
+        realtime_url="",
+        broadcast_url="memory://",
+        relay_poll_interval=0.05,
+        escalation_policy="",  # type: ignore[arg-type]
+    )
+    application = create_app(unreachable)
+    read = '{ userStatus(userId: "u1") { version } }'
+    write = (
+        'mutation { recordCheckIn(input: {userId: "u1", intervalSeconds: 60}) '
+        "{ status { version } } }"
+    )
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://test"
+        ) as client,
+    ):
+        for media_type in (JSON, GRAPHQL_RESPONSE_JSON):
+            written = await post(client, media_type, {"query": write})
+            assert written.status_code == 503, written.text
+            assert written.headers["retry-after"] == "2"
+            assert written.headers["content-type"] == f"{media_type}; charset=utf-8"
+            assert written.json()["data"] is None
+            codes = {e["extensions"]["code"] for e in written.json()["errors"]}
+            assert codes == {"SERVICE_UNAVAILABLE"}, written.text
+        # {"userStatus": null} is data that is not null: 2xx with the new media type (a MUST).
+        legacy = await post(client, JSON, {"query": read})
+        assert legacy.status_code == 503, legacy.text
+        new = await post(client, GRAPHQL_RESPONSE_JSON, {"query": read})
+        assert new.status_code == 200, new.text
+        assert new.json()["data"] == {"userStatus": None}
+        assert new.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
