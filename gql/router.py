@@ -57,9 +57,9 @@ __all__ = ["Router", "create_router"]
 # The media type negotiated for the request being served (set in Router.run).
 _MEDIA_TYPE: ContextVar[str] = ContextVar("graphql_media_type", default=JSON)
 _ALLOWED_METHODS = "GET, POST"
-# Methods routed to a 405 of GraphQL shape (GET and POST are served; HEAD and
-# OPTIONS keep Starlette's and any CORS middleware's handling).
-_OTHER_METHODS = ["PUT", "PATCH", "DELETE"]
+# Every other method gets a 405 of GraphQL shape with the right Allow (Starlette's
+# own names only the GET route's methods). HEAD would run nothing a client can use.
+_OTHER_METHODS = ["HEAD", "OPTIONS", "PUT", "PATCH", "DELETE", "TRACE"]
 
 
 class Router(GraphiQLRouter):

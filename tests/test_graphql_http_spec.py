@@ -297,12 +297,18 @@ async def test_a_mutation_by_get_is_405_with_allow_post_and_runs_nothing(
     assert recent.json()["data"]["recentActivities"]["edges"] == []
 
 
-@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("method", ["OPTIONS", "PUT", "PATCH", "DELETE", "TRACE"])
 async def test_other_methods_are_405_with_allow(client: httpx.AsyncClient, method: str) -> None:
     response = await client.request(
         method, "/graphql", json={"query": "{ __typename }"}, headers={"accept": ACCEPT_NEW}
     )
     request_error(response, 405, GRAPHQL_RESPONSE_JSON, "METHOD_NOT_ALLOWED")
+    assert response.headers["allow"] == "GET, POST"
+
+
+async def test_head_is_405_with_allow(client: httpx.AsyncClient) -> None:
+    response = await client.head("/graphql", params={"query": "{ __typename }"})
+    assert response.status_code == 405
     assert response.headers["allow"] == "GET, POST"
 
 
