@@ -94,3 +94,30 @@ async def test_legacy_subscriptions_transport_ws_client(
     status = steps["mutation"]["status"]
     assert (status["version"], status["alertLevel"]) == (seeded["version"] + 1, "NONE")
     assert steps["userStatusChanged"] == status
+
+
+async def test_relay_paginates_recent_activities_with_connection(
+    node: str, server: Server, tmp_path: Path
+) -> None:
+    user = "relay-user"
+    async with asyncio.timeout(TEST_TIMEOUT):
+        for index in range(5):
+            await server.execute(ADD, {"input": {"userId": user, "type": f"note.{index}"}})
+        everything = (await server.execute(PAGE, {"userId": user}))["recentActivities"]["edges"]
+        steps = await run_suite(node, server, "relay.mjs", user, tmp_path)
+    assert list(steps) == ["page1", "page2", "page3", "requests"]
+    # Relay's merged connection is the server's whole list, in its order, once.
+    expected = [{**edge["node"], "__typename": "Activity"} for edge in everything]
+    assert [node["type"] for node in expected] == [f"note.{i}" for i in range(4, -1, -1)]
+    for page, count in ((1, 2), (2, 4), (3, 5)):
+        merged = steps[f"page{page}"]
+        assert merged["nodes"] == expected[:count], merged
+        assert merged["cursors"] == [edge["cursor"] for edge in everything[:count]]
+        assert merged["pageInfo"]["endCursor"] == everything[count - 1]["cursor"]
+        assert merged["pageInfo"]["hasNextPage"] is (count < 5)
+    # Each page asked for the one after the previous page's endCursor.
+    assert steps["requests"] == [
+        {"userId": user, "first": 2, "after": None},
+        {"userId": user, "first": 2, "after": everything[1]["cursor"]},
+        {"userId": user, "first": 2, "after": everything[3]["cursor"]},
+    ]
