@@ -16,12 +16,11 @@
 
 import assert from "node:assert/strict";
 
-import subscriptionsTransportWs from "subscriptions-transport-ws";
+import { SubscriptionClient } from "subscriptions-transport-ws";
 import WebSocket from "ws";
 
 import { emit, post, queue, runSuite, suiteArgs } from "./suite.mjs";
 
-const { SubscriptionClient } = subscriptionsTransportWs;
 const { httpUrl, wsUrl, userId, timeoutSeconds } = suiteArgs("legacy.mjs");
 
 const STATUS_FIELDS = "userId lastCheckIn nextDue alertLevel alertTriggeredAt version updatedAt";

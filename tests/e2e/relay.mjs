@@ -16,19 +16,32 @@
 //   }
 //
 // (the normalization AST with its LinkedHandle, and the reader AST of the
-// handle's field). Steps, each a JSON line {"op": ..., "data": ...}:
-// "page1", "page2", "page3" (the connection as Relay reads it from its store
-// after each page of 2, fetched with after = the previous endCursor) and
-// "requests" (the variables Relay's network layer sent).
+// handle's field). The user MUST also have a status. Steps, each a JSON line
+// {"op": ..., "data": ...}: "page1", "page2", "page3" (the connection as Relay
+// reads it from its store after each page of 2, fetched with after = the
+// previous endCursor), "requests" (the variables Relay's network layer sent)
+// and "subscription" (the first userStatusChanged result, through the
+// network layer's graphql-ws subscribe function, as Relay's store holds it).
+//
+// The network layer is the README's ("Clients").
 
 import assert from "node:assert/strict";
 
-import relay from "relay-runtime";
+import { createClient } from "graphql-ws";
+import {
+  Environment,
+  Network,
+  Observable,
+  RecordSource,
+  Store,
+  createOperationDescriptor,
+  requestSubscription,
+} from "relay-runtime";
+import WebSocket from "ws";
 
 import { emit, runSuite, suiteArgs } from "./suite.mjs";
 
-const { Environment, Network, RecordSource, Store, createOperationDescriptor } = relay;
-const { httpUrl, userId, timeoutSeconds } = suiteArgs("relay.mjs");
+const { httpUrl, wsUrl, userId, timeoutSeconds } = suiteArgs("relay.mjs");
 
 const KEY = "ActivitiesQuery_recentActivities";
 const TEXT = `query ActivitiesQuery($userId: String!, $first: Int!, $after: String) {
@@ -139,18 +152,75 @@ const ActivitiesQuery = {
   },
 };
 
-await runSuite("relay.mjs", timeoutSeconds, async () => {
+const STATUS_TEXT = `subscription StatusSubscription($userId: String!) {
+  userStatusChanged(userId: $userId) { userId alertLevel version }
+}`;
+const statusSelections = [
+  {
+    alias: null,
+    args: [variable("userId")],
+    concreteType: "UserStatus",
+    kind: "LinkedField",
+    name: "userStatusChanged",
+    plural: false,
+    selections: [scalar("userId"), scalar("alertLevel"), scalar("version")],
+    storageKey: null,
+  },
+];
+const statusArguments = [{ defaultValue: null, kind: "LocalArgument", name: "userId" }];
+const StatusSubscription = {
+  fragment: {
+    argumentDefinitions: statusArguments,
+    kind: "Fragment",
+    metadata: null,
+    name: "StatusSubscription",
+    selections: statusSelections,
+    type: "Subscription",
+    abstractKey: null,
+  },
+  kind: "Request",
+  operation: {
+    argumentDefinitions: statusArguments,
+    kind: "Operation",
+    name: "StatusSubscription",
+    selections: statusSelections,
+  },
+  params: {
+    cacheID: "checkin-realtime-e2e-StatusSubscription",
+    id: null,
+    metadata: {},
+    name: "StatusSubscription",
+    operationKind: "subscription",
+    text: STATUS_TEXT,
+  },
+};
+
+await runSuite("relay.mjs", timeoutSeconds, async (cleanups) => {
   const requests = [];
-  const network = Network.create(async (params, variables) => {
+  const auth = {};
+  const ws = createClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: auth, lazy: true, retryAttempts: 0 });
+  cleanups.push(() => ws.dispose());
+
+  async function fetchGraphQL(params, variables) {
     requests.push(variables);
     const response = await fetch(httpUrl, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", ...auth },
       body: JSON.stringify({ query: params.text, variables }),
     });
     return response.json();
+  }
+
+  function subscribeGraphQL(params, variables) {
+    return Observable.create((sink) =>
+      ws.subscribe({ operationName: params.name, query: params.text, variables }, sink),
+    );
+  }
+
+  const environment = new Environment({
+    network: Network.create(fetchGraphQL, subscribeGraphQL),
+    store: new Store(new RecordSource()),
   });
-  const environment = new Environment({ network, store: new Store(new RecordSource()) });
 
   const read = () => {
     // The first page's reader: every later page merges into the same connection.
@@ -179,4 +249,19 @@ await runSuite("relay.mjs", timeoutSeconds, async () => {
   }
   for (const disposable of retained) disposable.dispose();
   emit("requests", requests);
+
+  // requestSubscription reads each result back from Relay's store.
+  const status = await new Promise((resolve, reject) => {
+    const running = requestSubscription(environment, {
+      subscription: StatusSubscription,
+      variables: { userId },
+      onNext: (data) => {
+        running.dispose();
+        resolve(data.userStatusChanged);
+      },
+      onError: reject,
+    });
+  });
+  assert.equal(status.userId, userId);
+  emit("subscription", status);
 });

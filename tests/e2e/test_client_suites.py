@@ -101,11 +101,14 @@ async def test_relay_paginates_recent_activities_with_connection(
 ) -> None:
     user = "relay-user"
     async with asyncio.timeout(TEST_TIMEOUT):
+        seeded = (await server.execute(SEED, {"input": {"userId": user, "alertLevel": "WARNING"}}))[
+            "updateUserStatus"
+        ]
         for index in range(5):
             await server.execute(ADD, {"input": {"userId": user, "type": f"note.{index}"}})
         everything = (await server.execute(PAGE, {"userId": user}))["recentActivities"]["edges"]
         steps = await run_suite(node, server, "relay.mjs", user, tmp_path)
-    assert list(steps) == ["page1", "page2", "page3", "requests"]
+    assert list(steps) == ["page1", "page2", "page3", "requests", "subscription"]
     # Relay's merged connection is the server's whole list, in its order, once.
     expected = [{**edge["node"], "__typename": "Activity"} for edge in everything]
     assert [node["type"] for node in expected] == [f"note.{i}" for i in range(4, -1, -1)]
@@ -121,3 +124,9 @@ async def test_relay_paginates_recent_activities_with_connection(
         {"userId": user, "first": 2, "after": everything[1]["cursor"]},
         {"userId": user, "first": 2, "after": everything[3]["cursor"]},
     ]
+    # The network layer's graphql-ws subscription fills Relay's store.
+    assert steps["subscription"] == {
+        "userId": user,
+        "alertLevel": "WARNING",
+        "version": seeded["version"],
+    }
