@@ -186,3 +186,15 @@ async def test_start_before_connection_ack_closes_4401(app: FastAPI) -> None:
         with pytest.raises(WebSocketDisconnect) as closed:
             await raw(proto)
         assert closed.value.code == 4401
+
+
+async def test_connection_terminate_closes_normally(app: FastAPI, graphql: GraphQLClient) -> None:
+    # GQL_CONNECTION_TERMINATE: "the client ... terminate[s] the connection".
+    async with websocket(app, LEGACY_WS) as ws:
+        proto = Protocol(ws, LEGACY_WS)
+        await proto.init()
+        await live(app, graphql, proto, "u1")
+        await ws.send_json({"type": "connection_terminate"})
+        with pytest.raises(WebSocketDisconnect) as closed:
+            await raw(proto)
+        assert closed.value.code == 1000
