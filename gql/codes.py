@@ -78,8 +78,8 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013
     """Over ``MAX_CONNECTIONS`` or ``MAX_PENDING_SOCKETS_PER_ADDRESS`` (IANA registry)."""
     BAD_FRAME = 4400
-    """A malformed frame (not a JSON object of the protocol's shape) or, over
-    graphql-transport-ws, a document that does not parse."""
+    """A malformed frame (not a JSON object of the protocol's shape). A document
+    that does not parse is an ``error`` message for its operation instead."""
     UNAUTHORIZED = 4401
     """An operation before ``connection_ack``."""
     FORBIDDEN = 4403

@@ -17,6 +17,20 @@ Close codes (:class:`gql.codes.CloseCode`, after graphql-transport-ws PROTOCOL.m
 The legacy subprotocol gets the same codes; a refused ``connection_init`` is
 answered with ``connection_error`` before the close, as that protocol expects.
 
+Where Strawberry differs from the protocols, the handlers follow the protocols:
+
+* ``connection_init`` may carry ``"payload": null`` (PROTOCOL.md types it
+  ``Record<string, unknown> | null``); it counts as no payload.
+* A document that does not parse, or names no operation of the document, is
+  an ``error`` message for its id (``GRAPHQL_PARSE_FAILED`` for the first), as
+  a validation error is: the socket and its other operations go on.
+* ``pong`` carries the ``ping``'s payload back, as graphql-ws's server does.
+* Legacy: a message of an unknown type is answered with ``error``
+  ``Invalid message type!`` (for its id, if it has one), and a ``start`` with
+  the id of a running operation replaces that operation without a
+  ``complete``, which the client would take for the new one's end; both as
+  subscriptions-transport-ws's server does.
+
 An operation over ``MAX_WS_OPERATIONS`` (per socket) or ``MAX_SUBSCRIPTIONS_PER_USER``
 (or ``_SERVICE``, per principal over all its sockets) gets an ``error`` message
 with ``extensions.code`` ``SUBSCRIPTION_LIMIT`` for its id; the socket and its
@@ -29,6 +43,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from datetime import UTC, datetime
+from typing import cast
 
 from graphql import GraphQLError, GraphQLFormattedError
 from strawberry.exceptions import ConnectionRejectionError
@@ -37,13 +52,15 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
+    PingMessage,
+    PongMessage,
     SubscribeMessage,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionInitMessage as LegacyConnectionInitMessage,
 )
-from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
+from strawberry.subscriptions.protocols.graphql_ws.types import OperationMessage, StartMessage
 from strawberry.types.unset import UnsetType
 
 from .admission import Hold, Refused, Seat
@@ -51,6 +68,10 @@ from .codes import CloseCode, ErrorCode
 from .context import Context
 
 __all__ = ["GraphQLTransportWSHandler", "LegacyGraphQLWSHandler"]
+
+# The messages a legacy client may send (subscriptions-transport-ws PROTOCOL.md).
+_LEGACY_CLIENT_TYPES = frozenset({"connection_init", "connection_terminate", "start", "stop"})
+_LEGACY_INVALID_TYPE = "Invalid message type!"
 
 
 def _arm_expiry(
@@ -129,9 +150,14 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             self._seat.close()
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
-        payload = message.get("payload", {})
-        if self.connection_init_received or not isinstance(payload, dict):
-            await super().handle_connection_init(message)  # 4429 or 4400
+        payload = message.get("payload")
+        if payload is None:
+            payload = {}
+        if self.connection_init_received:
+            await self.websocket.close(CloseCode.TOO_MANY_INIT, "Too many initialisation requests")
+            return
+        if not isinstance(payload, dict):  # gql.frames refuses it first
+            await self.websocket.close(CloseCode.BAD_FRAME, "Invalid connection init payload")
             return
         if self.connection_timed_out:
             return
@@ -153,6 +179,22 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await self.send_message({"type": "connection_ack", "payload": ack})
         self.connection_acknowledged = True
         self._expiry = _arm_expiry(self.context, self._expire)
+
+    async def handle_ping(self, message: PingMessage) -> None:
+        payload = message.get("payload")
+        await self.send_message(
+            {"type": "pong", "payload": payload} if payload else {"type": "pong"}
+        )
+
+    async def handle_pong(self, message: PongMessage) -> None:
+        """Ignored: a ``pong`` may also be an unsolicited heartbeat (PROTOCOL.md)."""
+
+    @staticmethod
+    def _get_pre_execution_close_reason(error: GraphQLError) -> str | None:
+        # Strawberry closes the socket (4400) on a syntax error or an unknown
+        # operationName; both are faults of one operation, answered by its
+        # ``error`` message like a validation error.
+        return None
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         operation_id = message["id"]
@@ -204,6 +246,7 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
 
     _expiry: asyncio.Task[None] | None = None
     _init_timer: asyncio.Task[None] | None = None
+    _replacing: str | None = None
     _seat: Seat
     _holds: dict[str, Hold]
 
@@ -250,15 +293,27 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
             self.keep_alive_task = asyncio.create_task(self.handle_keep_alive())
         self._expiry = _arm_expiry(self.context, self._expire)
 
+    async def handle_message(self, message: OperationMessage) -> None:
+        if message["type"] in _LEGACY_CLIENT_TYPES:
+            await super().handle_message(message)
+            return
+        # gql.frames let only a string id through, if any.
+        operation_id = cast("dict[str, object]", message).get("id")
+        error: dict[str, object] = {"type": "error", "payload": {"message": _LEGACY_INVALID_TYPE}}
+        if operation_id is not None:
+            error["id"] = operation_id
+        await self.websocket.send_json(error)
+
     async def handle_start(self, message: StartMessage) -> None:
         operation_id = message["id"]
         if not self.connection_acknowledged:
             await super().handle_start(message)  # 4401
             return
         if operation_id in self.tasks:
-            # Strawberry replaces an operation whose id is reused; end it first so
-            # that it does not count against the new one.
-            await self.cleanup_operation(operation_id)
+            # The new operation replaces the running one, as in subscriptions-
+            # transport-ws; end the old one first so that it does not count
+            # against the new one, and without a ``complete`` for the id.
+            await self._replace(operation_id)
         try:
             hold = self._seat.hold_operation()
         except Refused as exc:
@@ -278,6 +333,18 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
         if (hold := self._holds.pop(operation_id, None)) is not None:
             hold.release()
         await super().cleanup_operation(operation_id)
+
+    async def _replace(self, operation_id: str) -> None:
+        self._replacing = operation_id
+        try:
+            await self.cleanup_operation(operation_id)
+        finally:
+            self._replacing = None
+
+    async def send_message(self, message: OperationMessage) -> None:
+        if message["type"] == "complete" and message.get("id") == self._replacing:
+            return  # the end of the operation being replaced, not of its successor
+        await super().send_message(message)
 
     async def _expire(self) -> None:
         await self.cleanup()

@@ -13,7 +13,7 @@ from gql import Settings, create_schema
 from gql.cost import coerced_variables, operation_cost
 
 from .conftest import GraphQLClient, websocket
-from .helpers import LEGACY_WS, TRANSPORT_WS, Protocol, closed_with
+from .helpers import LEGACY_WS, TRANSPORT_WS, Protocol
 
 PAGE = (
     "edges { cursor node { id userId seq type description timestamp metadata } } "
@@ -151,15 +151,20 @@ async def test_limits_apply_over_websocket(app: FastAPI, document: str, reason: 
 
 
 @pytest.mark.parametrize("document", [many_tokens(1983), "{ userStatus("], ids=["tokens", "syntax"])
-async def test_a_document_that_does_not_parse_over_websocket_closes_4400(
+async def test_a_document_that_does_not_parse_over_websocket_is_an_error_message(
     app: FastAPI, document: str
 ) -> None:
-    # graphql-transport-ws closes on a document that does not parse (PROTOCOL.md, Subscribe).
+    # A fault of one operation, like a validation error: its id gets an error
+    # message (PROTOCOL.md, Error) and the socket goes on.
     async with websocket(app, TRANSPORT_WS) as ws:
         proto = Protocol(ws, TRANSPORT_WS)
         await proto.init()
         await proto.subscribe("op", document, {})
-        assert await closed_with(proto, timeout=3) == 4400
+        message = await proto.receive()
+        assert message["type"] == "error" and message["id"] == "op", message
+        assert message["payload"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED", message
+        await proto.subscribe("next", "{ __typename }", {})
+        assert (await proto.next_data("next")) == {"__typename": "Query"}
 
 
 async def test_legacy_subscriptions_get_the_same_limits(app: FastAPI) -> None:

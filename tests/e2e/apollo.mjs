@@ -10,10 +10,15 @@
 // 3. Waits for the status change with a higher version on the subscription,
 //    then queries userStatus over HTTP (network-only) and reads the cached
 //    UserStatus entity.
+// 4. Watches that query in the cache only (cache-only), changes the status
+//    with a plain fetch that Apollo does not see, and waits for the change on
+//    the subscription ("externalChange"): the normalised cache entity
+//    ("cacheFromSubscription") and the watched query ("watched") must show it,
+//    though only the subscription brought it.
 //
 // Prints one JSON line per step: {"op": "snapshot"|"mutation"|
-// "userStatusChanged"|"query"|"cache", "data": ...}. Exits 0 when done, 2 on
-// timeout, 1 on any error.
+// "userStatusChanged"|"query"|"cache"|"externalChange"|"cacheFromSubscription"|
+// "watched", "data": ...}. Exits 0 when done, 2 on timeout, 1 on any error.
 
 import { ApolloClient, ApolloLink, HttpLink, InMemoryCache, gql } from "@apollo/client";
 import { GraphQLWsLink } from "@apollo/client/link/subscriptions";
@@ -41,9 +46,14 @@ const RECORD_CHECK_IN = gql(`mutation CheckIn($input: RecordCheckInInput!) {
 const USER_STATUS = gql(`query Status($userId: String!) {
   userStatus(userId: $userId) { ${STATUS_FIELDS} }
 }`);
+// Sent with fetch, not through Apollo: only the subscription tells Apollo of it.
+const EXTERNAL_CHANGE = `mutation External($input: UpdateUserStatusInput!) {
+  updateUserStatus(input: $input) { version }
+}`;
 
 let finished = false;
 let subscription = null;
+let watch = null;
 
 function emit(op, data) {
   process.stdout.write(`${JSON.stringify({ op, data })}\n`);
@@ -97,6 +107,7 @@ async function finish(code, message) {
   clearTimeout(deadline);
   if (message) process.stderr.write(`apollo.mjs: ${message}\n`);
   subscription?.unsubscribe();
+  watch?.unsubscribe();
   client.stop();
   try {
     await wsClient.dispose();
@@ -108,6 +119,12 @@ async function finish(code, message) {
 
 let snapshotVersion = null;
 let mutated = null;
+let changedVersion = null;
+let watchedChange = null;
+
+function cachedStatus() {
+  return client.cache.extract()[client.cache.identify({ __typename: "UserStatus", userId })] ?? null;
+}
 
 async function afterSnapshot() {
   const result = await client.mutate({
@@ -128,8 +145,34 @@ async function afterChange() {
   });
   if (result.error) throw result.error;
   emit("query", result.data.userStatus);
-  const entity = client.cache.extract()[client.cache.identify({ __typename: "UserStatus", userId })];
-  emit("cache", entity ?? null);
+  emit("cache", cachedStatus());
+}
+
+async function changeElsewhere() {
+  // The watch answers from the cache alone: a change it shows came through it.
+  watchedChange = new Promise((resolve) => {
+    watch = client
+      .watchQuery({ query: USER_STATUS, variables: { userId }, fetchPolicy: "cache-only" })
+      .subscribe({
+        next: (result) => {
+          if (result.data?.userStatus?.alertLevel === "WARNING") resolve(result.data.userStatus);
+        },
+        error: (error) => finish(1, `watched query failed: ${describe(error)}`),
+      });
+  });
+  const response = await fetch(httpUrl, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ query: EXTERNAL_CHANGE, variables: { input: { userId, alertLevel: "WARNING" } } }),
+  });
+  const body = await response.json();
+  if (body.errors) throw new Error(`external change failed: ${describe(body.errors)}`);
+}
+
+async function afterExternalChange(status) {
+  emit("externalChange", status);
+  emit("cacheFromSubscription", cachedStatus());
+  emit("watched", await watchedChange);
 }
 
 subscription = client.subscribe({ query: STATUS_CHANGED, variables: { userId } }).subscribe({
@@ -151,10 +194,21 @@ subscription = client.subscribe({ query: STATUS_CHANGED, variables: { userId } }
       finish(1, `status went back from version ${snapshotVersion} to ${status.version}`);
       return;
     }
-    emit("userStatusChanged", status);
-    afterChange()
+    if (changedVersion === null) {
+      changedVersion = status.version;
+      emit("userStatusChanged", status);
+      afterChange()
+        .then(changeElsewhere)
+        .catch((error) => finish(1, `query failed: ${describe(error)}`));
+      return;
+    }
+    if (status.version <= changedVersion) {
+      finish(1, `status went back from version ${changedVersion} to ${status.version}`);
+      return;
+    }
+    afterExternalChange(status)
       .then(() => finish(0))
-      .catch((error) => finish(1, `query failed: ${describe(error)}`));
+      .catch((error) => finish(1, `cache check failed: ${describe(error)}`));
   },
   error: (error) => finish(1, `subscription failed: ${describe(error)}`),
   complete: () => {

@@ -1,11 +1,14 @@
 // Drives the GraphiQL page of the server in a real Chromium (playwright-core,
 // no downloaded browser) for the end-to-end tests.
 //
-//   node graphiql.mjs PAGE_URL CHROMIUM SCREENSHOT QUERY EXPECTED TIMEOUT_SECONDS
+//   node graphiql.mjs PAGE_URL CHROMIUM SCREENSHOT QUERY EXPECTED TIMEOUT_SECONDS [THEN_EXPECTED]
 //
 // Opens PAGE_URL, puts QUERY into the query editor through the keyboard, runs
 // it with the execute button, waits until the response pane contains the text
-// EXPECTED, saves a screenshot at SCREENSHOT, and prints one JSON line:
+// EXPECTED. With THEN_EXPECTED (a subscription: the pane shows each event), it
+// then prints {"step": "shown", "response": "<pane text>"} and waits until the
+// pane contains THEN_EXPECTED, the caller having caused that event meanwhile.
+// Then it saves a screenshot at SCREENSHOT, and prints one JSON line:
 //
 //   {"ok": true, "response": "<response pane text>", "screenshot": "...", ...}
 //
@@ -17,7 +20,7 @@
 
 import { chromium } from "playwright-core";
 
-const [pageUrl, executablePath, screenshotPath, query, expected, timeoutArg] =
+const [pageUrl, executablePath, screenshotPath, query, expected, timeoutArg, thenExpected] =
   process.argv.slice(2);
 if (!pageUrl || !executablePath || !screenshotPath || !query || !expected || !timeoutArg) {
   process.stderr.write(
@@ -135,24 +138,33 @@ try {
   log("execute clicked");
 
   const responsePane = page.locator(".graphiql-response");
-  try {
-    await page.waitForFunction(
-      (text) => document.querySelector(".graphiql-response")?.innerText.includes(text),
-      expected,
-      { timeout: remaining() },
-    );
-  } catch (error) {
-    throw new Error(
-      `the response pane never contained ${JSON.stringify(expected)}; it shows ` +
-        `${JSON.stringify(await responsePane.innerText().catch(() => "<none>"))} ` +
-        `(${error instanceof Error ? error.message.split("\n")[0] : error})`,
-    );
-  }
   // The pane is an editor too: prefer its full value over the rendered text.
-  report.response = await page.evaluate(() => {
-    const cm = document.querySelector(".graphiql-response .CodeMirror");
-    return cm?.CodeMirror ? cm.CodeMirror.getValue() : document.querySelector(".graphiql-response").innerText;
-  });
+  const paneText = () =>
+    page.evaluate(() => {
+      const cm = document.querySelector(".graphiql-response .CodeMirror");
+      return cm?.CodeMirror ? cm.CodeMirror.getValue() : document.querySelector(".graphiql-response").innerText;
+    });
+  const waitForPane = async (text) => {
+    try {
+      await page.waitForFunction(
+        (wanted) => document.querySelector(".graphiql-response")?.innerText.includes(wanted),
+        text,
+        { timeout: remaining() },
+      );
+    } catch (error) {
+      throw new Error(
+        `the response pane never contained ${JSON.stringify(text)}; it shows ` +
+          `${JSON.stringify(await responsePane.innerText().catch(() => "<none>"))} ` +
+          `(${error instanceof Error ? error.message.split("\n")[0] : error})`,
+      );
+    }
+  };
+  await waitForPane(expected);
+  if (thenExpected) {
+    process.stdout.write(`${JSON.stringify({ step: "shown", response: await paneText() })}\n`);
+    await waitForPane(thenExpected);
+  }
+  report.response = await paneText();
   await page.screenshot({ path: screenshotPath, fullPage: true, timeout: remaining() });
   report.screenshot = screenshotPath;
   report.ok = true;

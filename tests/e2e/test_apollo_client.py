@@ -46,7 +46,16 @@ async def test_apollo_client_sees_its_check_in(node: str, server: Server, tmp_pa
                 steps[message["op"]] = message["data"]
             code = await client.wait(5.0)
     assert code == 0, client.describe()
-    assert sorted(steps) == ["cache", "mutation", "query", "snapshot", "userStatusChanged"]
+    assert sorted(steps) == [
+        "cache",
+        "cacheFromSubscription",
+        "externalChange",
+        "mutation",
+        "query",
+        "snapshot",
+        "userStatusChanged",
+        "watched",
+    ]
 
     # Apollo asks for __typename everywhere; the server must answer it.
     assert steps["snapshot"] == {"__typename": "UserStatus", **seeded}
@@ -72,3 +81,16 @@ async def test_apollo_client_sees_its_check_in(node: str, server: Server, tmp_pa
     assert steps["userStatusChanged"] == status
     assert steps["query"] == status
     assert steps["cache"] == status
+
+    # A change made without Apollo reaches its normalised cache through the
+    # subscription alone, and a query watching the cache sees it.
+    external = steps["externalChange"]
+    assert external == {
+        **status,
+        "alertLevel": "WARNING",
+        "version": status["version"] + 1,
+        "updatedAt": external["updatedAt"],
+    }
+    assert external["updatedAt"] >= status["updatedAt"]
+    assert steps["cacheFromSubscription"] == {"__typename": "UserStatus", **external}
+    assert steps["watched"] == {"__typename": "UserStatus", **external}

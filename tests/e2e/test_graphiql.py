@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -26,6 +27,7 @@ mutation Seed($input: UpdateUserStatusInput!) {
 }
 """
 QUERY = '{ userStatus(userId:"u1"){ alertLevel version } }'
+SUBSCRIPTION = 'subscription { userStatusChanged(userId:"u1"){ alertLevel version } }'
 
 
 class _Assets(HTMLParser):
@@ -64,6 +66,29 @@ def png_size(path: Path) -> tuple[int, int]:
     assert data[12:16] == b"IHDR"
     width, height = struct.unpack(">II", data[16:24])
     return width, height
+
+
+def png_pixel_bytes(path: Path) -> bytes:
+    """The decompressed (still filtered) image data of a PNG."""
+    data = path.read_bytes()
+    chunks, offset = [], 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        if kind == b"IDAT":
+            chunks.append(data[offset + 8 : offset + 8 + length])
+        offset += 12 + length
+    return zlib.decompress(b"".join(chunks))
+
+
+def check_screenshot(path: Path) -> None:
+    """A PNG of at least the viewport that shows a rendered page, not a blank one."""
+    assert path.is_file()
+    assert path.stat().st_size > 10_000, "screenshot too small to show GraphiQL"
+    assert png_size(path) >= (1280, 800)
+    # A blank or single-colour page decompresses to a handful of byte values;
+    # GraphiQL's text, icons and panes to nearly all of them.
+    assert len(set(png_pixel_bytes(path))) > 128, "the screenshot shows a blank page"
 
 
 async def test_graphiql_page_is_served(server: Server) -> None:
@@ -122,3 +147,48 @@ async def test_graphiql_runs_a_query_in_chromium(
     assert screenshot.is_file()
     assert screenshot.stat().st_size > 10_000, "screenshot too small to show GraphiQL"
     assert png_size(screenshot) >= (1280, 800)
+    check_screenshot(screenshot)
+
+
+async def test_graphiql_shows_a_subscription_event_caused_over_http(
+    node: str, chromium: str, server: Server, tmp_path: Path
+) -> None:
+    # Start the subscription from the UI (graphql-transport-ws, from the page),
+    # send a mutation over HTTP, see its event in the result pane.
+    screenshot = tmp_path / "graphiql-subscription.png"
+    async with asyncio.timeout(TEST_TIMEOUT):
+        await server.execute(SEED, {"input": {"userId": "u1"}})
+        await server.execute(SEED, {"input": {"userId": "u1", "alertLevel": "WARNING"}})
+        async with run_node(
+            node,
+            "graphiql.mjs",
+            server.graphql_url,
+            chromium,
+            str(screenshot),
+            SUBSCRIPTION,
+            '"version": 2',
+            str(BROWSER_TIMEOUT),
+            '"version": 3',
+            log_dir=tmp_path,
+        ) as browser:
+            shown = await browser.message(BROWSER_TIMEOUT + 6)
+            assert shown is not None and shown.get("step") == "shown", browser.describe()
+            changed = await server.execute(SEED, {"input": {"userId": "u1", "alertLevel": "ALERT"}})
+            assert changed == {"updateUserStatus": {"alertLevel": "ALERT", "version": 3}}
+            report = await browser.message(BROWSER_TIMEOUT + 6)
+            code = await browser.wait(5.0)
+    assert report is not None, browser.describe()
+    assert code == 0, browser.describe()
+    assert report["ok"] is True, report
+    assert report["blockedRequests"] == [], report
+    assert report["pageErrors"] == [], report
+    assert report["editorText"] in (None, SUBSCRIPTION)
+    # The snapshot first, then the event the mutation caused, in the same pane.
+    assert json.loads(shown["response"]) == {
+        "data": {"userStatusChanged": {"alertLevel": "WARNING", "version": 2}}
+    }
+    assert json.loads(report["response"]) == {
+        "data": {"userStatusChanged": {"alertLevel": "ALERT", "version": 3}}
+    }
+    assert report["screenshot"] == str(screenshot)
+    check_screenshot(screenshot)
