@@ -52,6 +52,14 @@ class ErrorCode(StrEnum):
     """``after`` is older than ``OUTBOX_RETENTION``; subscribe again without it."""
     SUBSCRIPTION_LIMIT = "SUBSCRIPTION_LIMIT"
     """An operation over ``MAX_WS_OPERATIONS`` or ``MAX_SUBSCRIPTIONS_PER_USER``/``_SERVICE``."""
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    """An APQ hash this instance does not hold; send it again with the query (Apollo's code)."""
+    PERSISTED_QUERY_NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
+    """``extensions.persistedQuery`` while APQ is off (``APQ_CACHE_SIZE=0``)."""
+    PERSISTED_QUERY_HASH_MISMATCH = "PERSISTED_QUERY_HASH_MISMATCH"
+    """``persistedQuery.sha256Hash`` is not the SHA-256 of the query sent with it."""
+    PERSISTED_QUERY_NOT_ALLOWED = "PERSISTED_QUERY_NOT_ALLOWED"
+    """With ``PERSISTED_QUERIES_MANIFEST`` set, a document or id not in the allow-list."""
 
 
 RESUMABLE: frozenset[ErrorCode] = frozenset(

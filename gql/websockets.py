@@ -159,6 +159,13 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if not self.connection_acknowledged or operation_id in self.operations:
             await super().handle_subscribe(message)  # 4401 or 4409
             return
+        if (
+            refusal := self.context.services.persisted_queries.resolve_payload(
+                message["payload"]  # type: ignore[arg-type]
+            )
+        ) is not None:
+            await self.send_message({"id": operation_id, "type": "error", "payload": [refusal]})
+            return
         try:
             hold = self._seat.hold_operation()
         except Refused as exc:
@@ -259,6 +266,13 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
             # Strawberry replaces an operation whose id is reused; end it first so
             # that it does not count against the new one.
             await self.cleanup_operation(operation_id)
+        if (
+            refusal := self.context.services.persisted_queries.resolve_payload(
+                message["payload"]  # type: ignore[arg-type]
+            )
+        ) is not None:
+            await self.send_message({"type": "error", "id": operation_id, "payload": refusal})
+            return
         try:
             hold = self._seat.hold_operation()
         except Refused as exc:
