@@ -5,6 +5,7 @@ Each example is a fenced block after an ``<!-- example: NAME -->`` line. Every
 every name has a test here. The only change made to an example before it
 runs is its address: ``127.0.0.1:8000`` becomes the test server's port.
 JavaScript runs under node with the packages of ``tests/e2e/package.json``.
+The ``graphql`` blocks are checked against the schema.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
+from graphql import parse, validate
 
+from gql.schema import create_schema
 from tests.servers import LOG_TAIL_CHARS, start_server
 
 from .conftest import NODE_MODULES, Server
@@ -90,6 +93,18 @@ def test_the_extraction_sees_markers_only_right_before_a_block() -> None:
         (None, "js", "let y\n"),
         (None, "sh", "echo\n"),
     ]
+
+
+def test_every_graphql_example_is_valid_against_the_schema() -> None:
+    schema = create_schema()._schema
+    documents = [
+        code
+        for _, language, code in fenced_blocks(README.read_text(encoding="utf-8"))
+        if language == "graphql"
+    ]
+    assert len(documents) >= 3
+    for document in documents:
+        assert validate(schema, parse(document)) == [], document
 
 
 def run_shell(example: Example, server: Server) -> list[dict[str, Any]]:
