@@ -264,12 +264,16 @@ async def test_resume_survives_a_server_restart_with_no_gap(node: str, tmp_path:
         await read_until(process, lambda lines: len(lines) == len(written), seen, SCRIPT_TIMEOUT)
 
         await asyncio.to_thread(first.stop)
+        # Written while the client cannot connect (the same database, served on
+        # another port): it gets them only by resuming with `after`.
+        elsewhere = await asyncio.to_thread(start_server, tmp_path, name="elsewhere")
+        servers.append(elsewhere)
+        written += [await add(elsewhere, n) for n in range(4, 7)]
+        await asyncio.to_thread(elsewhere.stop)
         second = await asyncio.to_thread(
             start_server, tmp_path, name="after", port=first.port, attempts=1
         )
         servers.append(second)
-        # Written before the client is back: it must get them by resuming with `after`.
-        written += [await add(second, n) for n in range(4, 7)]
         await read_until(process, lambda lines: len(lines) >= len(written), seen, SCRIPT_TIMEOUT)
         written += [await add(second, 7)]  # and live again after the replay
         await read_until(process, lambda lines: len(lines) >= len(written), seen, SCRIPT_TIMEOUT)
