@@ -37,6 +37,7 @@ from .graphiql import ASSETS_DIR, ASSETS_PATH
 from .http_errors import HTTPError, error_response
 from .negotiation import negotiate
 from .ops import create_ops_router
+from .persisted import PersistedQueries
 from .router import create_router
 from .schema import create_schema
 from .settings import Settings
@@ -108,6 +109,11 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                     ),
                     authenticator=Authenticator(settings),
                     admission=Admission(settings),
+                    persisted_queries=PersistedQueries(
+                        cache_size=settings.apq_cache_size,
+                        max_query_bytes=settings.apq_max_query_bytes,
+                        manifest=settings.persisted_queries_manifest,
+                    ),
                 )
                 app.state.services = services
                 try:

@@ -58,6 +58,14 @@ class ErrorCode(StrEnum):
     """``Accept`` allows neither ``application/graphql-response+json`` nor JSON (406)."""
     UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
     """A POST body that is not ``application/json`` in UTF-8, or has no ``Content-Type`` (415)."""
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    """An APQ hash this instance does not hold; send it again with the query (Apollo's code)."""
+    PERSISTED_QUERY_NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
+    """``extensions.persistedQuery`` while APQ is off (``APQ_CACHE_SIZE=0``)."""
+    PERSISTED_QUERY_HASH_MISMATCH = "PERSISTED_QUERY_HASH_MISMATCH"
+    """``persistedQuery.sha256Hash`` is not the SHA-256 of the query sent with it."""
+    PERSISTED_QUERY_NOT_ALLOWED = "PERSISTED_QUERY_NOT_ALLOWED"
+    """With ``PERSISTED_QUERIES_MANIFEST`` set, a document or id not in the allow-list."""
 
 
 RESUMABLE: frozenset[ErrorCode] = frozenset(

@@ -3,7 +3,8 @@
 A bad frame closes the socket: ``1009`` when it is too long, ``4400`` when it
 is not JSON or not a message of the protocol's shape (not an object, ``type``
 not a string, ``id`` not a string, ``payload`` not an object, or a
-``subscribe``/``start`` without a string ``payload.query``).
+``subscribe``/``start`` without a string ``payload.query``, unless its
+``payload.extensions`` names a persisted query).
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def frame_problem(message: object) -> str | None:
     if kind in _OPERATION_START | _OPERATION_END and "id" not in message:
         return f"{kind} needs an id"
     if kind in _OPERATION_START:
-        if payload is None or not isinstance(payload.get("query"), str):
+        if payload is None or not (
+            isinstance(payload.get("query"), str) or _names_persisted_query(payload)
+        ):
             return f"{kind} payload needs a string query"
         for name, kinds in (
             ("variables", dict),
@@ -62,6 +65,16 @@ def frame_problem(message: object) -> str | None:
             # It would come back in an error message that cannot be encoded.
             return f"message {name} must be valid Unicode (a lone surrogate was found)"
     return None
+
+
+def _names_persisted_query(payload: dict[str, Any]) -> bool:
+    """No query, but ``extensions.persistedQuery`` (see :mod:`gql.persisted`)."""
+    extensions = payload.get("extensions")
+    return (
+        ("query" not in payload or payload["query"] is None)
+        and isinstance(extensions, dict)
+        and "persistedQuery" in extensions
+    )
 
 
 def is_unicode(text: str) -> bool:

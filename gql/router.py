@@ -48,6 +48,7 @@ from .frames import LimitedWebSocketAdapter, is_unicode
 from .graphiql import GraphiQLRouter
 from .http_errors import HTTPError, error_response
 from .negotiation import GRAPHQL_RESPONSE_JSON, JSON, content_type, negotiate, result_status
+from .persisted import PersistedQueryError
 from .response_size import ResponseEncoder
 from .settings import Settings
 from .websockets import GraphQLTransportWSHandler, LegacyGraphQLWSHandler
@@ -125,8 +126,14 @@ class Router(GraphiQLRouter):
         method = request_adapter.method
         allowed = {OperationType.QUERY} if method == "GET" else _HTTP_POST_OPERATIONS
         try:
+            query = context.services.persisted_queries.document(
+                request_data.query, request_data.extensions
+            )
+        except PersistedQueryError as exc:
+            return ExecutionResult(data=None, errors=[exc.graphql_error])
+        try:
             result = await self.schema.execute(
-                request_data.query,
+                query,
                 root_value=root_value,
                 variable_values=request_data.variables,
                 context_value=context,

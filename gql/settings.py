@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 from db.escalations import Policy, parse_policy
 
+from .persisted import load_manifest, parse_manifest
+
 __all__ = ["SecuritySettings", "Settings", "describe_errors", "get_settings"]
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -38,6 +40,18 @@ def _split_list(value: Any) -> Any:
 def _parse_policy(value: Any) -> Any:
     """``ESCALATION_POLICY`` from the environment: ``LEVEL:SECONDS,...``."""
     return parse_policy(value) if isinstance(value, str) else value
+
+
+def _load_manifest(value: Any) -> Any:
+    """``PERSISTED_QUERIES_MANIFEST`` from the environment: the path of a JSON manifest.
+
+    Loaded and checked here, so that a bad file refuses to start with one line.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict):
+        return parse_manifest(value)
+    return load_manifest(str(value))
 
 
 # Static API keys: at least 256 bits of a random string.
@@ -135,6 +149,21 @@ class SecuritySettings(BaseSettings):
         4 * 1024 * 1024,
         ge=1024,
         description="Bytes of one serialised result (HTTP body or WebSocket next message).",
+    )
+    # Persisted queries (gql/persisted.py): APQ's cache, or an allow-list in production.
+    apq_cache_size: int = Field(
+        1_000, ge=0, description="Documents the APQ cache keeps (LRU); 0 turns APQ off."
+    )
+    apq_max_query_bytes: int = Field(
+        16 * 1024, ge=1024, description="Bytes of the longest document the APQ cache stores."
+    )
+    persisted_queries_manifest: Annotated[
+        dict[str, str] | None, NoDecode, BeforeValidator(_load_manifest)
+    ] = Field(
+        None,
+        description="Path of a JSON manifest (Apollo or Relay format) of the only operations "
+        "that run; unset: any operation runs.",
+        examples=["./persisted-query-manifest.json"],
     )
     openapi_docs: bool = Field(
         False, description="Serve FastAPI's /docs, /redoc and /openapi.json (never in production)."

@@ -201,6 +201,13 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if not self.connection_acknowledged or operation_id in self.operations:
             await super().handle_subscribe(message)  # 4401 or 4409
             return
+        if (
+            refusal := self.context.services.persisted_queries.resolve_payload(
+                message["payload"]  # type: ignore[arg-type]
+            )
+        ) is not None:
+            await self.send_message({"id": operation_id, "type": "error", "payload": [refusal]})
+            return
         try:
             hold = self._seat.hold_operation()
         except Refused as exc:
@@ -314,6 +321,13 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
             # transport-ws; end the old one first so that it does not count
             # against the new one, and without a ``complete`` for the id.
             await self._replace(operation_id)
+        if (
+            refusal := self.context.services.persisted_queries.resolve_payload(
+                message["payload"]  # type: ignore[arg-type]
+            )
+        ) is not None:
+            await self.send_message({"type": "error", "id": operation_id, "payload": refusal})
+            return
         try:
             hold = self._seat.hold_operation()
         except Refused as exc:

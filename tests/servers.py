@@ -34,6 +34,8 @@ SETTING_NAMES = (
     "SUBSCRIBER_QUEUE",
     "WRITE_WAIT",
     "ESCALATION_POLICY",
+    "APQ_CACHE_SIZE",
+    "PERSISTED_QUERIES_MANIFEST",
 )
 
 
@@ -151,6 +153,7 @@ def start_server(
     settings: Mapping[str, str] | None = None,
     attempts: int = 3,
     name: str = "server",
+    port: int | None = None,
 ) -> Server:
     """Start ``checkin-realtime serve`` on a free port.
 
@@ -159,6 +162,8 @@ def start_server(
             is a new SQLite file in it.
         settings: environment variables (``DATABASE_URL``, ``BROADCAST_URL``, ...)
             on top of the defaults.
+        port: the port to serve on (e.g. a restart's, for clients that reconnect);
+            default: a free one, another on each attempt.
     """
     env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
     env["DATABASE_URL"] = f"sqlite+aiosqlite:///{directory / 'checkin.db'}"
@@ -166,22 +171,22 @@ def start_server(
     database_url = env["DATABASE_URL"]
     failures = []
     for attempt in range(1, attempts + 1):
-        port = _free_port()
+        serve_port = port or _free_port()
         log_path = directory / f"{name}-{attempt}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [*_serve_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                [*_serve_command(), "serve", "--host", "127.0.0.1", "--port", str(serve_port)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=directory,
             )
-        server = Server(process, port, database_url, log_path)
+        server = Server(process, serve_port, database_url, log_path)
         problem = _wait_healthy(server, time.monotonic() + START_TIMEOUT)
         if problem is None:
             return server
         server.stop()
-        failures.append(f"attempt {attempt} on port {port}: {problem}\n{server.log_tail()}")
+        failures.append(f"attempt {attempt} on port {serve_port}: {problem}\n{server.log_tail()}")
         # Another process may have taken the port between probe and bind: try another.
     pytest.fail("checkin-realtime serve did not start:\n" + "\n".join(failures))

@@ -1,0 +1,286 @@
+"""The README's JavaScript and curl examples, run as written against a real server.
+
+Each example is a fenced block after an ``<!-- example: NAME -->`` line. Every
+``js`` block, and every ``sh`` block that runs ``curl``, must carry one, and
+every name has a test here. The only change made to an example before it
+runs is its address: ``127.0.0.1:8000`` becomes the test server's port.
+JavaScript runs under node with the packages of ``tests/e2e/package.json``.
+The ``graphql`` blocks are checked against the schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from graphql import parse, validate
+
+from gql.schema import create_schema
+from tests.servers import LOG_TAIL_CHARS, start_server
+
+from .conftest import NODE_MODULES, Server
+
+pytestmark = pytest.mark.e2e
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+ADDRESS = "127.0.0.1:8000"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+MARKER = re.compile(r"<!-- example: ([a-z0-9-]+) -->\n$")
+SCRIPT_TIMEOUT = 30.0
+TESTED = {"quickstart", "subscribe", "resume", "apq", "escalation"}
+CHECK_IN = (
+    'mutation { recordCheckIn(input: {userId: "u1", intervalSeconds: 3600}) '
+    "{ status { version } } }"
+)
+
+
+@dataclass(frozen=True)
+class Example:
+    name: str
+    language: str
+    text: str
+
+    def against(self, server: Server) -> str:
+        """The example's text, pointed at ``server`` instead of the README's address."""
+        assert ADDRESS in self.text, f"example {self.name} does not use {ADDRESS}"
+        return self.text.replace(ADDRESS, f"127.0.0.1:{server.port}")
+
+
+def fenced_blocks(text: str) -> Iterator[tuple[str | None, str, str]]:
+    """(marker name or None, language, code) of each top-level fenced block."""
+    for match in FENCE.finditer(text):
+        marker = MARKER.search(text, 0, match.start())
+        named = marker.group(1) if marker is not None and marker.end() == match.start() else None
+        yield named, match.group(1), match.group(2)
+
+
+def examples() -> dict[str, Example]:
+    found: dict[str, Example] = {}
+    for name, language, code in fenced_blocks(README.read_text(encoding="utf-8")):
+        if name is not None:
+            assert name not in found, f"two examples named {name}"
+            found[name] = Example(name, language, code)
+    return found
+
+
+def test_every_js_and_curl_example_is_marked_and_tested() -> None:
+    unmarked = [
+        code.splitlines()[0]
+        for name, language, code in fenced_blocks(README.read_text(encoding="utf-8"))
+        if name is None and (language == "js" or (language == "sh" and "curl " in code))
+    ]
+    assert not unmarked, f"README examples without <!-- example: NAME -->: {unmarked}"
+    assert set(examples()) == TESTED
+
+
+def test_the_extraction_sees_markers_only_right_before_a_block() -> None:
+    text = (
+        "<!-- example: a -->\n```sh\ncurl x\n```\n\n"
+        "<!-- example: b -->\n\nprose\n```js\nlet y\n```\n"
+        "```sh\necho\n```\n"
+    )
+    assert list(fenced_blocks(text)) == [
+        ("a", "sh", "curl x\n"),
+        (None, "js", "let y\n"),
+        (None, "sh", "echo\n"),
+    ]
+
+
+def test_every_graphql_example_is_valid_against_the_schema() -> None:
+    schema = create_schema()._schema
+    documents = [
+        code
+        for _, language, code in fenced_blocks(README.read_text(encoding="utf-8"))
+        if language == "graphql"
+    ]
+    assert len(documents) >= 3
+    for document in documents:
+        assert validate(schema, parse(document)) == [], document
+
+
+def run_shell(example: Example, server: Server) -> list[dict[str, Any]]:
+    """Run a shell example with bash; the JSON bodies its commands printed, in order."""
+    done = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", example.against(server)],
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    bodies = []
+    decoder = json.JSONDecoder()
+    text = done.stdout.strip()
+    while text:
+        body, end = decoder.raw_decode(text)
+        bodies.append(body)
+        text = text[end:].strip()
+    return bodies
+
+
+def test_quickstart(server: Server) -> None:
+    checked_in, read = run_shell(examples()["quickstart"], server)
+    assert "errors" not in checked_in, checked_in
+    status = checked_in["data"]["recordCheckIn"]["status"]
+    assert status["alertLevel"] == "NONE"
+    assert status["nextDue"].endswith("Z")
+    assert read == {"data": {"userStatus": {"alertLevel": "NONE"}}}
+
+
+def test_automatic_persisted_queries(server: Server) -> None:
+    response = httpx.post(server.graphql_url, json={"query": CHECK_IN}, timeout=10)
+    assert response.json() == {"data": {"recordCheckIn": {"status": {"version": 1}}}}
+    missed, registered, by_hash = run_shell(examples()["apq"], server)
+    assert [error["extensions"]["code"] for error in missed["errors"]] == [
+        "PERSISTED_QUERY_NOT_FOUND"
+    ]
+    assert "errors" not in registered, registered
+    assert registered["data"]["userStatus"]["alertLevel"] == "NONE"
+    assert by_hash == registered
+
+
+def test_escalation(tmp_path: Path) -> None:
+    # The README serves this example with ESCALATION_POLICY=WARNING:0,ALERT:20.
+    server = start_server(tmp_path, settings={"ESCALATION_POLICY": "WARNING:0,ALERT:20"})
+    try:
+        (checked_in,) = run_shell(examples()["escalation"], server)
+        assert "errors" not in checked_in, checked_in
+        assert checked_in["data"]["recordCheckIn"]["status"]["nextDue"]
+        # "Ten seconds after the check-in the level turns WARNING."
+        level = None
+        with httpx.Client(timeout=5) as http:
+            for _ in range(300):
+                response = http.post(
+                    server.graphql_url,
+                    json={"query": '{ userStatus(userId: "u1") { alertLevel } }'},
+                )
+                level = response.json()["data"]["userStatus"]["alertLevel"]
+                if level != "NONE":
+                    break
+                # Waiting for the server's own clock: nothing to await but time.
+                time.sleep(0.1)
+        assert level == "WARNING"
+    finally:
+        server.stop()
+
+
+def node_script(example: Example, server: Server, directory: Path) -> Path:
+    """The example as an ES module in ``directory``, finding the e2e node_modules."""
+    link = directory / "node_modules"
+    if not link.exists():
+        link.symlink_to(NODE_MODULES, target_is_directory=True)
+    path = directory / f"{example.name}.mjs"
+    path.write_text(example.against(server), encoding="utf-8")
+    return path
+
+
+async def start_node(node: str, script: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        node,
+        str(script),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=script.parent,
+    )
+
+
+async def stop_node(process: asyncio.subprocess.Process) -> str:
+    """Kill the example (it runs until stopped); what it wrote on stderr."""
+    if process.returncode is None:
+        process.kill()
+    assert process.stderr is not None
+    _, stderr = await process.communicate()
+    return stderr.decode(errors="replace")[-LOG_TAIL_CHARS:]
+
+
+async def read_until(
+    process: asyncio.subprocess.Process, done: Any, seen: list[str], timeout: float
+) -> None:
+    """Read stdout lines into ``seen`` until ``done(seen)``."""
+    assert process.stdout is not None
+    async with asyncio.timeout(timeout):
+        while not done(seen):
+            line = await process.stdout.readline()
+            if not line:
+                raise AssertionError(f"the example exited ({process.returncode}): {seen}")
+            seen.append(line.decode())
+
+
+async def test_subscribe_needs_no_token_in_dev_mode(
+    node: str, server: Server, tmp_path: Path
+) -> None:
+    await server.execute(CHECK_IN)
+    process = await start_node(node, node_script(examples()["subscribe"], server, tmp_path))
+    seen: list[str] = []
+    try:
+        # First the status it has, then the change of the next check-in.
+        await read_until(process, lambda lines: "version: 1" in "".join(lines), seen, 15)
+        await server.execute(CHECK_IN)
+        await read_until(process, lambda lines: "version: 2" in "".join(lines), seen, 15)
+    finally:
+        stderr = await stop_node(process)
+    assert "Error" not in stderr, stderr
+    output = "".join(seen)
+    assert output.startswith("status {"), output
+    assert "alertLevel: 'NONE'" in output
+
+
+ADD = """mutation($n: Int!, $d: String!) {
+  addActivity(input: {userId: "u1", type: "note", description: $d, metadata: {n: $n}}) { seq }
+}"""
+
+
+async def add(server: Server, n: int) -> int:
+    data = await server.execute(ADD, {"n": n, "d": f"note {n}"})
+    seq: int = data["addActivity"]["seq"]
+    return seq
+
+
+async def test_resume_survives_a_server_restart_with_no_gap(node: str, tmp_path: Path) -> None:
+    first = await asyncio.to_thread(start_server, tmp_path, name="before")
+    servers = [first]
+    process = None
+    seen: list[str] = []
+
+    def seqs(lines: list[str]) -> list[int]:
+        return [json.loads(line)["seq"] for line in lines]
+
+    try:
+        written = [await add(first, n) for n in range(2)]  # shown from the feed's first page
+        script = node_script(examples()["resume"], first, tmp_path)
+        process = await start_node(node, script)
+        await read_until(process, lambda lines: seqs(lines) == written, seen, SCRIPT_TIMEOUT)
+        written += [await add(first, n) for n in range(2, 4)]  # live
+        await read_until(process, lambda lines: len(lines) == len(written), seen, SCRIPT_TIMEOUT)
+
+        await asyncio.to_thread(first.stop)
+        # Written while the client cannot connect (the same database, served on
+        # another port): it gets them only by resuming with `after`.
+        elsewhere = await asyncio.to_thread(start_server, tmp_path, name="elsewhere")
+        servers.append(elsewhere)
+        written += [await add(elsewhere, n) for n in range(4, 7)]
+        await asyncio.to_thread(elsewhere.stop)
+        second = await asyncio.to_thread(
+            start_server, tmp_path, name="after", port=first.port, attempts=1
+        )
+        servers.append(second)
+        await read_until(process, lambda lines: len(lines) >= len(written), seen, SCRIPT_TIMEOUT)
+        written += [await add(second, 7)]  # and live again after the replay
+        await read_until(process, lambda lines: len(lines) >= len(written), seen, SCRIPT_TIMEOUT)
+    finally:
+        stderr = await stop_node(process) if process is not None else ""
+        for running in servers:
+            await asyncio.to_thread(running.stop)
+    assert seqs(seen) == written, (seen, stderr)
+    assert written == list(range(1, 9))
+    assert [json.loads(line)["description"] for line in seen] == [f"note {n}" for n in range(8)]
