@@ -6,6 +6,10 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import delete
+
+from db.models import OutboxEntry
+from gql.context import Services
 
 from .conftest import GraphQLClient, websocket
 from .helpers import LEGACY_WS, TRANSPORT_WS, Protocol, wait_subscribed
@@ -138,3 +142,83 @@ async def test_resume_at_the_head_sends_nothing_until_the_next_change(
         await _update(graphql, "WARNING")
         delta = await _next(proto)
         assert (delta["seq"], delta["reset"]) == (head + 1, False)
+
+
+async def test_a_cursor_past_retention_gets_a_fresh_snapshot_not_an_error(
+    app: FastAPI, graphql: GraphQLClient, services: Services, protocol_name: str
+) -> None:
+    for _ in range(3):
+        await _add(graphql)
+    await _update(graphql, "EMERGENCY")  # 4
+    async with services.sessions.begin() as session:
+        await session.execute(delete(OutboxEntry).where(OutboxEntry.seq <= 2))
+    async with websocket(app, protocol_name) as ws:
+        proto = Protocol(ws, protocol_name)
+        await proto.init()
+        await proto.subscribe("d", DASHBOARD, {"u": "u1", "after": 0, "n": 5})
+        assert await _next(proto) == {
+            "seq": 4,
+            "reset": True,
+            "status": {"alertLevel": "EMERGENCY", "version": 1, "seq": 4},
+            "activities": [{"seq": s, "type": "note"} for s in (3, 2, 1)],
+        }
+        await wait_subscribed(app, 2)
+        await _add(graphql)
+        assert (await _next(proto))["seq"] == 5
+        # A cursor the outbox still covers replays instead.
+        await proto.subscribe("e", DASHBOARD, {"u": "u1", "after": 3})
+        replayed = [await _next(proto, "e") for _ in range(2)]
+        assert [(u["seq"], u["reset"]) for u in replayed] == [(4, False), (5, False)]
+
+
+async def test_a_cursor_ahead_of_the_stream_gets_a_fresh_snapshot(
+    app: FastAPI, graphql: GraphQLClient
+) -> None:
+    await _add(graphql)
+    async with websocket(app, TRANSPORT_WS) as ws:
+        proto = Protocol(ws, TRANSPORT_WS)
+        await proto.init()
+        await proto.subscribe("d", DASHBOARD, {"u": "u1", "after": 99})
+        first = await _next(proto)
+        assert (first["seq"], first["reset"], len(first["activities"])) == (1, True, 1)
+
+
+async def _input_error(proto: Protocol, op_id: str) -> dict[str, Any]:
+    message = await proto.receive()
+    errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+    if message["type"] == "next":  # raised in the stream, which then completes
+        assert await proto.receive() == {"id": op_id, "type": "complete"}
+    error: dict[str, Any] = errors[0]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("variables", "field"),
+    [
+        ({"n": 0}, "activities"),
+        ({"n": 101}, "activities"),
+        ({"n": -1}, "activities"),
+        ({"after": -1}, "after"),
+        ({"u": ""}, "userId"),
+    ],
+    ids=["zero", "over-100", "negative", "negative-after", "empty-user"],
+)
+async def test_out_of_range_arguments_are_refused_and_the_socket_stays_usable(
+    app: FastAPI, graphql: GraphQLClient, variables: dict[str, Any], field: str
+) -> None:
+    for _ in range(3):
+        await _add(graphql)
+    async with websocket(app, TRANSPORT_WS) as ws:
+        proto = Protocol(ws, TRANSPORT_WS)
+        await proto.init()
+        await proto.subscribe("bad", DASHBOARD, {"u": "u1", **variables})
+        error = await _input_error(proto, "bad")
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+        assert error["extensions"]["field"] == field, error
+        assert app.state.services.hub.channels == 0
+        # The bounds themselves are allowed.
+        for op_id, n in (("one", 1), ("hundred", 100)):
+            await proto.subscribe(op_id, DASHBOARD, {"u": "u1", "n": n})
+            got = await _next(proto, op_id)
+            assert (got["seq"], len(got["activities"])) == (3, min(n, 3))
+            await proto.stop(op_id)
