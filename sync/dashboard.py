@@ -187,7 +187,9 @@ class DashboardStream:
             yield await self._snapshot()
         async for event in self._events:
             assert self._seq is not None
-            if event.seq != self._seq + 1:
+            if event.seq <= self._seq:
+                continue  # already delivered (the event stream drops these too)
+            if event.seq > self._seq + 1:
                 # A gap: the inbox conflated (the client fell behind), or an
                 # event could not be loaded. The snapshot covers it, and
                 # events up to its watermark are dropped from now on.

@@ -6,10 +6,13 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from graphql import OperationDefinitionNode, parse
 from sqlalchemy import delete
 
 from db.models import OutboxEntry
+from gql import create_schema
 from gql.context import Services
+from gql.cost import coerced_variables, operation_cost
 
 from .conftest import GraphQLClient, websocket
 from .helpers import LEGACY_WS, TRANSPORT_WS, Protocol, wait_subscribed
@@ -222,3 +225,23 @@ async def test_out_of_range_arguments_are_refused_and_the_socket_stays_usable(
             got = await _next(proto, op_id)
             assert (got["seq"], len(got["activities"])) == (3, min(n, 3))
             await proto.stop(op_id)
+
+
+def _cost(document: str, variables: dict[str, Any]) -> int:
+    schema = create_schema()._schema
+    operation = parse(document).definitions[0]
+    assert isinstance(operation, OperationDefinitionNode)
+    coerced = coerced_variables(schema, operation, variables)
+    assert coerced is not None
+    return operation_cost(schema, operation, {}, coerced)
+
+
+@pytest.mark.parametrize(("count", "expected"), [(None, 1 + 20 * 18), (1, 19), (100, 1 + 100 * 18)])
+def test_the_cost_counts_each_activity_a_snapshot_may_carry(
+    count: int | None, expected: int
+) -> None:
+    document = """subscription($n: Int) {
+      dashboard(userId: "u1", activities: $n) { seq activities { metadata } }
+    }"""
+    variables = {} if count is None else {"n": count}
+    assert _cost(document, variables) == expected

@@ -94,6 +94,7 @@ class Follower:
     resume: bool
     views: list[View] = field(default_factory=list)
     sessions: int = 0
+    fresh: int = 0  # sessions opened without `after`
     resets: int = 0
 
     @property
@@ -133,6 +134,7 @@ class Follower:
                 await proto.init()
                 await proto.subscribe("d", DASHBOARD, {"u": self.user, "after": after, "n": WINDOW})
                 self.sessions += 1
+                self.fresh += after is None
                 budget = rng.randint(2, 12)
                 while catching_up or budget > 0:
                     try:
@@ -285,5 +287,8 @@ async def test_every_dashboard_view_is_the_database_at_its_seq(
             for view in follower.views:
                 assert view == states[view.seq], f"{user}: torn view at seq {view.seq}"
             assert follower.last == now, f"{user}: last view is not the database at its seq"
+            # Nobody fell behind, so the only snapshots are those of fresh starts:
+            # every other message was the delta at seq + 1.
+            assert follower.resets == follower.fresh, follower
     total = sum(len(f.views) for f in followers)
     assert total > 50, f"too few messages to prove anything ({total} in {elapsed:.1f}s)"
