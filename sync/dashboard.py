@@ -161,6 +161,9 @@ class DashboardStream:
 
     Iterating yields :class:`DashboardUpdate` values and raises what
     :class:`sync.streams.EventStream` raises.
+
+    Attributes:
+        resets: snapshots sent so far (the first one included).
     """
 
     def __init__(
