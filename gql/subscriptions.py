@@ -5,9 +5,13 @@ read and the first live event is missed, and events are deduplicated by
 sequence number at the seam; :mod:`sync.channels` owns both seams (replay
 then live, snapshot then live). Resolvers here map what it yields to types.
 
-Resuming: ``activityAdded`` and ``userStatusChanged`` take ``after``, the
-``seq`` of the last item the client received. The server replays every
-change after it from the database, then goes live.
+Resuming: ``activityAdded``, ``userStatusChanged`` and ``dashboard`` take
+``after``, the ``seq`` of the last item the client received. The server
+replays every change after it from the database, then goes live.
+
+``dashboard`` never ends with ``CURSOR_EXPIRED`` or ``SUBSCRIBER_OVERFLOW``:
+where the others would, it sends a fresh snapshot (``reset: true``) at one
+watermark instead (:mod:`sync.dashboard`).
 
 A subscription that cannot go on ends with an error whose ``extensions`` say
 why and where to resume:
@@ -31,15 +35,16 @@ import strawberry
 from graphql import GraphQLError
 
 from db import OutboxKind
+from db.dashboard import check_activities
 from db.validation import check_user_id
 from sync import ChannelDisconnected, ChannelError, EventStream, SubscriberOverflow
-from sync.channels import CursorExpired, StatusStream
+from sync.channels import CursorExpired, DashboardStream, StatusStream
 
 from .codes import ErrorCode
 from .context import Context
 from .errors import BadUserInput, user_input
 from .permissions import ADMIN_ONLY, OWN_USER, Authorize
-from .types import Activity, UserStatus
+from .types import Activity, DashboardUpdate, UserStatus
 
 __all__ = ["Subscription"]
 
@@ -48,6 +53,13 @@ Info = strawberry.Info[Context, None]
 AFTER_DESCRIPTION = (
     "Resume after this seq (the last one received): changes after it are replayed "
     "from the database first. Omit to start from now."
+)
+
+DASHBOARD_ACTIVITIES = 20
+DASHBOARD_AFTER_DESCRIPTION = (
+    "Resume after this seq (the last one applied): changes after it are replayed from "
+    "the database first; one that can no longer be replayed gets a fresh snapshot. "
+    "Omit to start with a snapshot."
 )
 
 
@@ -68,7 +80,7 @@ def _ended(exc: Exception, after: int | None) -> GraphQLError:
     return GraphQLError(message, extensions=extensions)
 
 
-_Stream = TypeVar("_Stream", EventStream, StatusStream)
+_Stream = TypeVar("_Stream", EventStream, StatusStream, DashboardStream)
 
 
 def _check(user_id: str, after: int | None) -> None:
@@ -129,6 +141,37 @@ class Subscription:
         async with _resumable(statuses, after) as stream:
             async for status in stream:
                 yield UserStatus.from_payload(status)
+
+    @strawberry.subscription(
+        extensions=[Authorize(OWN_USER)],
+        description=(
+            "The user's dashboard at one watermark: without `after`, a snapshot "
+            "(reset: true) of the status and newest activities at one seq, then one "
+            "delta per change, each at seq + 1. With `after`, the changes after it "
+            "first; a cursor past retention, or a client that falls SUBSCRIBER_QUEUE "
+            "changes behind, gets a fresh snapshot instead."
+        ),
+    )
+    async def dashboard(
+        self,
+        info: Info,
+        user_id: str,
+        after: Annotated[
+            int | None, strawberry.argument(description=DASHBOARD_AFTER_DESCRIPTION)
+        ] = None,
+        activities: Annotated[
+            int | None,
+            strawberry.argument(description="Activities in a snapshot, 1-100 (null: 20)."),
+        ] = DASHBOARD_ACTIVITIES,
+    ) -> AsyncGenerator[DashboardUpdate, None]:
+        _check(user_id, after)
+        count = DASHBOARD_ACTIVITIES if activities is None else activities
+        with user_input():
+            check_activities(count)
+        opening = info.context.channels.dashboard(user_id, after=after, activities=count)
+        async with _resumable(opening, after) as stream:
+            async for update in stream:
+                yield DashboardUpdate.from_update(update)
 
     @strawberry.subscription(
         extensions=[Authorize(ADMIN_ONLY)],
