@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
+from strawberry.extensions import SchemaExtension
 
 from db import create_engine, create_session_factory
 from db.leases import relay_lease
@@ -21,12 +22,11 @@ from sync import (
     Leadership,
     Reader,
     RealtimeStore,
-    Relay,
-    StoreMirror,
     create_store,
     store_reset,
 )
 from sync.metrics import RelayMetrics
+from sync.tracing import TracedMirror, TracedPublisher, TracedRelay, Tracing
 
 from .admission import Admission
 from .auth import AuthenticationError, Authenticator
@@ -34,22 +34,32 @@ from .body_limit import BodyLimit
 from .codes import ErrorCode
 from .context import Services
 from .graphiql import ASSETS_DIR, ASSETS_PATH
+from .metrics import ApiMetrics, OperationMetrics
 from .ops import create_ops_router
 from .router import create_router
 from .schema import create_schema
 from .settings import Settings
+from .tracing import global_provider, schema_extensions
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
 
 
-def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
+def _lifespan(
+    settings: Settings, registry: CollectorRegistry, metrics: ApiMetrics, tracing: Tracing
+) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
         try:
             async with AsyncExitStack() as stack:
+                stack.callback(metrics.close)
+                if tracing.enabled and not tracing.has_provider:
+                    stack.enter_context(global_provider())
                 sessions = create_session_factory(engine)
                 store = create_store(
                     settings.realtime_url,
@@ -76,12 +86,16 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                     standby_interval=settings.relay_poll_interval,
                 )
                 relay = await stack.enter_async_context(
-                    Relay(
+                    TracedRelay(
+                        tracing=tracing,
                         sessions=sessions,
-                        mirror=StoreMirror(
-                            sessions=sessions, store=store, batch_size=settings.relay_batch_size
+                        mirror=TracedMirror(
+                            tracing=tracing,
+                            sessions=sessions,
+                            store=store,
+                            batch_size=settings.relay_batch_size,
                         ),
-                        publisher=escalator.watching(channels),
+                        publisher=TracedPublisher(escalator.watching(channels), tracing),
                         leadership=leadership,
                         metrics=RelayMetrics(registry),
                         batch_size=settings.relay_batch_size,
@@ -106,6 +120,7 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                     ),
                     authenticator=Authenticator(settings),
                     admission=Admission(settings),
+                    metrics=metrics,
                 )
                 app.state.services = services
                 try:
@@ -118,8 +133,13 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
     return lifespan
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
     """Build the app. No I/O happens until the lifespan starts.
+
+    With ``TRACING`` on, spans go to ``tracer_provider`` (default: the global
+    one, see :mod:`gql.tracing`).
 
     Routes:
         ``/graphql``: GraphQL over HTTP (GET for queries, POST), GraphiQL on
@@ -147,15 +167,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "audience or by another issuer would be accepted"
         )
     registry = CollectorRegistry()
+    tracing = Tracing(tracer_provider, enabled=settings.tracing)
+    metrics = ApiMetrics(registry, tracing=tracing)
+    extensions: list[Callable[[], SchemaExtension]] = [OperationMetrics]
+    if tracing.enabled:
+        extensions += schema_extensions(tracer_provider)
     app = FastAPI(
         title="checkin-realtime",
-        lifespan=_lifespan(settings, registry),
+        lifespan=_lifespan(settings, registry, metrics, tracing),
         # Without the schema FastAPI serves no /docs or /redoc (Swagger UI loads from a CDN).
         openapi_url="/openapi.json" if settings.openapi_docs and not settings.production else None,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(AuthenticationError, _unauthenticated)
-    app.include_router(create_router(settings, create_schema(settings)), prefix="/graphql")
+    app.include_router(
+        create_router(settings, create_schema(settings, extensions=extensions)), prefix="/graphql"
+    )
     if settings.graphiql and not settings.production:
         app.mount(
             ASSETS_PATH.rstrip("/"), StaticFiles(directory=ASSETS_DIR), name="graphiql-assets"

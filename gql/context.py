@@ -12,6 +12,7 @@ from sync import Channels, Hub, Reader, RealtimeStore, Relay, Writer
 
 from .admission import Admission
 from .auth import Authenticator, Principal
+from .metrics import ApiMetrics
 from .settings import Settings
 
 __all__ = ["Context", "Services", "get_context"]
@@ -31,6 +32,7 @@ class Services:
     reader: Reader
     authenticator: Authenticator
     admission: Admission
+    metrics: ApiMetrics
 
 
 class Context(BaseContext):
