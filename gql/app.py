@@ -34,6 +34,7 @@ from .body_limit import BodyLimit
 from .codes import ErrorCode
 from .context import Services
 from .graphiql import ASSETS_DIR, ASSETS_PATH
+from .logs import RequestId, safe_url
 from .metrics import ApiMetrics, OperationMetrics
 from .ops import create_ops_router
 from .router import create_router
@@ -55,6 +56,7 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
+        logger.info("database: %s", safe_url(settings.database_url))
         try:
             async with AsyncExitStack() as stack:
                 stack.callback(metrics.close)
@@ -68,9 +70,13 @@ def _lifespan(
                 )
                 if store is not None:
                     await stack.enter_async_context(store)
+                    logger.info("realtime store: %s", safe_url(settings.realtime_url))
+                else:
+                    logger.info("realtime store: none (queries read the database)")
                 hub = await stack.enter_async_context(
                     Hub(settings.broadcast_url, max_queue=settings.subscriber_queue)
                 )
+                logger.info("broker: %s", safe_url(settings.broadcast_url))
                 channels = Channels(hub, sessions=sessions)
                 # PostgreSQL: instances share the database, and only the holder
                 # of this lease relays. SQLite: None, the one process relays.
@@ -102,6 +108,10 @@ def _lifespan(
                         poll_interval=settings.relay_poll_interval,
                         retention=settings.outbox_retention,
                     )
+                )
+                logger.info(
+                    "outbox relay: %s",
+                    "started" if lease is None else "started, relaying while it holds the lease",
                 )
                 escalator.wake = relay.notify
                 await stack.enter_async_context(escalator)
@@ -179,6 +189,8 @@ def create_app(
         openapi_url="/openapi.json" if settings.openapi_docs and not settings.production else None,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outermost: every response, the body limit's and the 401s included, echoes the id.
+    app.add_middleware(RequestId)
     app.add_exception_handler(AuthenticationError, _unauthenticated)
     app.include_router(
         create_router(settings, create_schema(settings, extensions=extensions)), prefix="/graphql"

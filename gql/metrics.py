@@ -15,6 +15,7 @@ when the first worker starts: ``checkin-realtime serve`` empties it (see
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ __all__ = [
     "exposition_registry",
     "multiprocess_dir",
 ]
+
+logger = logging.getLogger(__name__)
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -183,11 +186,13 @@ class Delivery:
         self._metrics = metrics
         self.field = field
         self._resumed = resumed
+        self.count = 0
 
     def __enter__(self) -> Delivery:
         self._metrics.subscriptions.labels(self.field).inc()
         if self._resumed:
             self._metrics.resumes.labels(self.field).inc()
+        logger.info("subscription %s started%s", self.field, " (resuming)" if self._resumed else "")
         return self
 
     def __exit__(
@@ -197,6 +202,8 @@ class Delivery:
         traceback: TracebackType | None,
     ) -> None:
         self._metrics.subscriptions.labels(self.field).dec()
+        how = "" if exc_type is None or exc_type is GeneratorExit else f" ({exc_type.__name__})"
+        logger.info("subscription %s ended after %d events%s", self.field, self.count, how)
 
     def cursor_expired(self) -> None:
         self._metrics.cursor_expired.labels(self.field).inc()
@@ -206,6 +213,7 @@ class Delivery:
         return _Sending(self, committed_at, trace_parent)
 
     def _delivered(self, committed_at: datetime) -> None:
+        self.count += 1
         lag = (datetime.now(UTC) - committed_at).total_seconds()
         self._metrics.delivered.labels(self.field).inc()
         self._metrics.delivery_latency.labels(self.field).observe(max(0.0, lag))

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,7 @@ def start_server(
     settings: Mapping[str, str] | None = None,
     attempts: int = 3,
     name: str = "server",
+    args: Sequence[str] = (),
 ) -> Server:
     """Start ``checkin-realtime serve`` on a free port.
 
@@ -159,6 +160,7 @@ def start_server(
             is a new SQLite file in it.
         settings: environment variables (``DATABASE_URL``, ``BROADCAST_URL``, ...)
             on top of the defaults.
+        args: more arguments of ``serve`` (``--workers 2``).
     """
     env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
     env["DATABASE_URL"] = f"sqlite+aiosqlite:///{directory / 'checkin.db'}"
@@ -170,7 +172,7 @@ def start_server(
         log_path = directory / f"{name}-{attempt}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [*_serve_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                [*_serve_command(), "serve", "--host", "127.0.0.1", "--port", str(port), *args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
