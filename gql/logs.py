@@ -61,7 +61,9 @@ _CREDENTIAL_NAME = re.compile(_CREDENTIAL_WORDS, re.I)
 _SECRETS = (
     # name=value in a query string anywhere in a line.
     (
-        re.compile(rf"([?&;][^=&\s\"';]*(?:{_CREDENTIAL_WORDS})[^=&\s\"';]*=)[^&\s\"';]*", re.I),
+        re.compile(
+            rf"([?&;][^=&\s\"';\\]*(?:{_CREDENTIAL_WORDS})[^=&\s\"';\\]*=)[^&\s\"';\\]*", re.I
+        ),
         rf"\1{REDACTED}",
     ),
     (re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]+", re.I), rf"\1{REDACTED}"),
@@ -159,14 +161,14 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": scrub_text(record.getMessage()),
         }
         rid = getattr(record, "request_id", None) or request_id()
         if rid:
             body["request_id"] = rid
         if record.exc_info:
-            body["exc_info"] = self.formatException(record.exc_info)
-        return scrub_text(json.dumps(body, ensure_ascii=False, default=str))
+            body["exc_info"] = scrub_text(self.formatException(record.exc_info))
+        return json.dumps(body, ensure_ascii=False, default=str)
 
 
 class RequestId:
