@@ -24,12 +24,17 @@ __all__ = ["main", "worker_http_protocol"]
 
 SHUTDOWN_GRACE_SECONDS = 10
 MAX_WORKERS = 64
+WORKER_START_TIMEOUT = 30
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
     from db.migrate import upgrade
 
-    from .metrics import MULTIPROC_ENV, multiprocess_dir
+    from .app import create_app
+    from .http_timeouts import timed_protocol
+    from .logs import log_config
     from .settings import get_settings
 
     settings = get_settings()
@@ -43,34 +48,11 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if not args.no_migrate:
         upgrade(settings.database_url)
-    workers: int = args.workers
-    own_dir = None
-    if workers > 1 and multiprocess_dir() is None:
-        # Workers share their metrics through files (see gql.metrics).
-        own_dir = os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="checkin-metrics-")
+    if args.workers > 1:
+        return _serve_workers(args, settings)
     _fresh_metrics_dir()
-    try:
-        _run_uvicorn(args, settings)
-    finally:
-        if own_dir is not None:
-            shutil.rmtree(own_dir, ignore_errors=True)
-    return 0
-
-
-def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
-    import uvicorn
-
-    from .app import create_app
-    from .http_timeouts import timed_protocol
-    from .logs import log_config
-
-    workers: int = args.workers
-    # Worker processes import the app and the protocol by name, and read the settings anew.
-    app = create_app(settings) if workers == 1 else "gql.app:create_app"
     uvicorn.run(
-        app,
-        factory=workers > 1,
-        workers=workers if workers > 1 else None,
+        create_app(settings),
         host=args.host,
         port=args.port,
         log_level=args.log_level,
@@ -78,13 +60,9 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
         log_config=log_config(settings.log_format, args.log_level),
         lifespan="on",
         # Slow clients (slowloris) are dropped: uvicorn itself never times out a request.
-        http=(
-            timed_protocol(
-                header_timeout=settings.request_header_timeout,
-                body_timeout=settings.request_body_timeout,
-            )
-            if workers == 1
-            else "gql.cli:worker_http_protocol"
+        http=timed_protocol(
+            header_timeout=settings.request_header_timeout,
+            body_timeout=settings.request_body_timeout,
         ),
         # uvicorn refuses longer frames itself (close 1009) before buffering them.
         ws_max_size=settings.max_ws_frame_bytes,
@@ -92,13 +70,49 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
         # deploy) hostage: after this many seconds open connections are dropped.
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
+    return 0
+
+
+def _serve_workers(args: argparse.Namespace, settings: Settings) -> int:
+    """``serve --workers N``: uvicorn's process manager, metrics shared through files."""
+    import uvicorn
+
+    from .logs import log_config
+    from .metrics import MULTIPROC_ENV, multiprocess_dir
+
+    own_dir = None
+    if multiprocess_dir() is None:
+        own_dir = os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="checkin-metrics-")
+    _fresh_metrics_dir()
+    try:
+        # Worker processes import the app and the protocol by name and read the settings anew.
+        uvicorn.run(
+            "gql.app:create_app",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            log_config=log_config(settings.log_format, args.log_level),
+            lifespan="on",
+            http="gql.cli:worker_http_protocol",
+            ws_max_size=settings.max_ws_frame_bytes,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+            # A worker's start (imports, then the lifespan) can take longer than
+            # uvicorn's 5 s on a busy machine; it would be killed and restarted in a loop.
+            timeout_worker_healthcheck=WORKER_START_TIMEOUT,
+        )
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
+    return 0
 
 
 def worker_http_protocol(*args: Any, **kwargs: Any) -> asyncio.Protocol:
     """The HTTP protocol of a ``serve --workers N`` process; uvicorn imports it by name.
 
     A class built at run time cannot be sent to a worker process, so each
-    worker builds its own from its settings.
+    worker builds its own, with the same request timeouts, from its settings.
     """
     return _worker_protocol_class()(*args, **kwargs)
 
@@ -116,7 +130,7 @@ def _worker_protocol_class() -> type[asyncio.Protocol]:
 
 
 def _fresh_metrics_dir() -> None:
-    """Empty ``PROMETHEUS_MULTIPROC_DIR`` (creating it) before any worker writes to it.
+    """Empty ``PROMETHEUS_MULTIPROC_DIR`` (creating it) before any process writes to it.
 
     prometheus-client's multiprocess mode sums the files every process leaves
     there; files of a previous run would count twice.
@@ -132,6 +146,13 @@ def _fresh_metrics_dir() -> None:
         leftover.unlink()
 
 
+def _positive_workers(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_WORKERS}")
+    return value
+
+
 def _is_loopback(host: str) -> bool:
     """Whether ``host`` is a loopback address or ``localhost`` (dev mode may bind nothing else)."""
     if host.lower() in ("localhost", "localhost."):
@@ -140,13 +161,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= MAX_WORKERS:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_WORKERS}")
-    return value
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -224,7 +238,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-migrate", action="store_true", help="skip the migration step")
     serve.add_argument(
         "--workers",
-        type=_positive,
+        type=_positive_workers,
         default=1,
         help="worker processes (default 1); /metrics sums them all (PROMETHEUS_MULTIPROC_DIR)",
     )

@@ -50,7 +50,7 @@ def _per_process(directory: Path, scratch: Path) -> dict[int, float]:
     return counts
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(180)
 async def test_two_workers_report_their_counts_summed(tmp_path: Path, postgres_url: str) -> None:
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
