@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import functools
 import ipaddress
+import logging
 import os
 import shutil
 import sys
@@ -167,6 +168,9 @@ def _migrate(args: argparse.Namespace) -> int:
     from db.migrate import upgrade
 
     from .settings import get_settings
+
+    # Left out of serve's start (gql.logs); here they are the point.
+    logging.getLogger("alembic").setLevel(logging.INFO)
 
     upgrade(get_settings().database_url, args.revision)
     return 0
