@@ -40,7 +40,7 @@ from .ops import create_ops_router
 from .router import create_router
 from .schema import create_schema
 from .settings import Settings
-from .tracing import global_provider, schema_extensions
+from .tracing import install_global_provider, schema_extensions
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -61,7 +61,7 @@ def _lifespan(
             async with AsyncExitStack() as stack:
                 stack.callback(metrics.close)
                 if tracing.enabled and not tracing.has_provider:
-                    stack.enter_context(global_provider())
+                    install_global_provider()
                 sessions = create_session_factory(engine)
                 store = create_store(
                     settings.realtime_url,

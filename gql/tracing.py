@@ -9,7 +9,7 @@ fan-out's spans are in :mod:`sync.tracing`.
 
 Where spans go: to the tracer provider given to :func:`gql.app.create_app`;
 else to the global one when something set it up (``opentelemetry-instrument``);
-else :func:`global_provider` installs one that exports over OTLP/HTTP, which
+else :func:`install_global_provider` installs one that exports over OTLP/HTTP, which
 the standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` and ``OTEL_SERVICE_NAME``
 variables configure.
 """
@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from strawberry.extensions import SchemaExtension
@@ -27,7 +26,7 @@ from strawberry.extensions import SchemaExtension
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-__all__ = ["SAFE_ARGUMENTS", "global_provider", "schema_extensions"]
+__all__ = ["SAFE_ARGUMENTS", "install_global_provider", "schema_extensions"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,28 +79,33 @@ def schema_extensions(
     return [make]
 
 
-@contextmanager
-def global_provider() -> Iterator[None]:
-    """Install an OTLP-exporting provider unless one is set up already; flush it at exit."""
+def install_global_provider() -> None:
+    """Install an OTLP-exporting global provider unless one is set up already.
+
+    The SDK's provider flushes its spans at process exit by itself.
+    """
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        yield  # opentelemetry-instrument, or the embedding application, set one up
-        return
+        return  # opentelemetry-instrument, or the embedding application, set one up
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     except ImportError:
         logger.warning("TRACING is on but no OTLP exporter is installed: spans are dropped")
-        yield
         return
     name = os.environ.get("OTEL_SERVICE_NAME") or "checkin-realtime"
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    try:
-        yield
-    finally:
-        provider.force_flush()
+    logger.info("tracing: OTLP over HTTP (%s)", _endpoint())
+
+
+def _endpoint() -> str:
+    return (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or "http://localhost:4318"
+    )
