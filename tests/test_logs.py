@@ -17,7 +17,14 @@ from httpx_ws import aconnect_ws
 from pydantic import ValidationError
 
 from gql import Settings
-from gql.logs import REDACTED, JsonFormatter, TextFormatter, safe_url, scrub_text
+from gql.logs import (
+    REDACTED,
+    JsonFormatter,
+    TextFormatter,
+    request_id,
+    safe_url,
+    scrub_text,
+)
 from gql.settings import describe_errors
 
 from .conftest import websocket
@@ -108,33 +115,28 @@ async def test_a_websocket_echoes_its_id_and_its_operations_log_with_it(
     assert all("[socket-42]" in line for line in started), started
 
 
-async def test_http_lines_carry_the_request_id(client: httpx.AsyncClient) -> None:
+async def test_lines_logged_while_serving_a_request_carry_its_id(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
     out = io.StringIO()
     handler = logging.StreamHandler(out)
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("gql.probe")
+    seen: list[str | None] = []
 
     async def probe() -> None:
+        seen.append(request_id())
         logger.warning("inside")
 
+    # A route of the app's own, so that the line is logged inside the request.
+    app.add_api_route("/probe", probe)
     logger.addHandler(handler)
     try:
-        from gql.logs import request_id
-
-        seen: list[str | None] = []
-
-        async def endpoint_probe() -> None:
-            seen.append(request_id())
-            await probe()
-
-        # The context variable is set for the whole request: read it through a route.
-        app: FastAPI = client._transport.app  # type: ignore[attr-defined]
-        app.add_api_route("/probe", endpoint_probe)
         response = await client.get("/probe", headers={"X-Request-ID": "req-7"})
     finally:
         logger.removeHandler(handler)
     assert response.status_code == 200
-    assert seen == ["req-7"]
+    assert seen == ["req-7"] and request_id() is None
     record = json.loads(out.getvalue())
     assert record["request_id"] == "req-7" and record["message"] == "inside"
     assert record["level"] == "WARNING" and record["logger"] == "gql.probe"
