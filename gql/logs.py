@@ -16,9 +16,9 @@
   whose name looks like a credential, ``Bearer`` tokens and anything shaped
   like a JWT become ``[REDACTED]``. Nothing in the service logs headers,
   variables or payloads (metadata, notes) in the first place.
-* **Quiet start.** Alembic's per-migration INFO lines and uvicorn's lifespan
-  chatter are dropped below WARNING; the service logs one line per resource it
-  opens (see :mod:`gql.app`), and the dev-mode warning.
+* **Quiet start.** Alembic's per-migration INFO lines and uvicorn's start-up
+  lines (not its address) are dropped below WARNING; the service logs one
+  line per resource it opens (see :mod:`gql.app`), and the dev-mode warning.
 """
 
 from __future__ import annotations
@@ -122,18 +122,17 @@ class ScrubCredentials(logging.Filter):
 
 
 class QuietStartup(logging.Filter):
-    """Drops uvicorn's INFO lines about the lifespan and the process (not its address line)."""
+    """Drops uvicorn's INFO lines of a normal start (not its address line).
+
+    The shutdown lines stay: "Application shutdown complete." tells a graceful stop.
+    """
 
     NOISE = frozenset(
         {
             "Started server process [%d]",
             "Started parent process [%d]",
-            "Stopping parent process [%d]",
             "Waiting for application startup.",
             "Application startup complete.",
-            "Waiting for application shutdown.",
-            "Application shutdown complete.",
-            "Finished server process [%d]",
         }
     )
 
