@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from time import perf_counter
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.registry import Collector
@@ -30,6 +30,9 @@ from strawberry.types.graphql import OperationType
 
 from sync.metrics import LAG_BUCKETS
 from sync.tracing import Tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = [
     "MULTIPROC_ENV",
@@ -228,7 +231,7 @@ class _Sending:
         self._delivery = delivery
         self._committed_at = committed_at
         self._trace_parent = trace_parent
-        self._span: Any = None
+        self._span: Span | None = None
 
     def __enter__(self) -> None:
         tracing = self._delivery._metrics.tracing

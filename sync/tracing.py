@@ -4,7 +4,7 @@ opentelemetry-api is optional (the ``otel`` extra). Without it, or with
 tracing off, :class:`Tracing` makes no spans and costs a branch.
 
 The trace context travels with the change: the writer stores the W3C
-``traceparent`` of the span it commits in (:func:`current_trace_parent`) in
+``traceparent`` of the span it commits in (:func:`sync.trace_context.current_trace_parent`) in
 the outbox entry, the relay publishes it with the event, and every delivery
 span links to it. So a trace of a mutation leads to each socket its change
 reached, across processes and the broker.
