@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from gql.cli import main
+
 from .servers import start_server
 
 QUERY_OK = ("checkin_http_operations_total", (("operation_type", "query"), ("outcome", "ok")))
@@ -97,3 +99,10 @@ async def test_two_workers_report_their_counts_summed(tmp_path: Path, postgres_u
     finally:
         server.stop()
     assert not (metrics_dir / "counter_1.db").exists()
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "65", "two"])
+def test_a_worker_count_out_of_range_is_refused(workers: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--workers", workers])
+    assert exit_info.value.code == 2
