@@ -211,6 +211,8 @@ class OutboxEntry(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # W3C traceparent of the span the change was committed in (sync.trace_context).
+    trace_parent: Mapped[str | None] = mapped_column(String(55))
 
     __table_args__ = (
         UniqueConstraint("user_id", "seq", name="uq_outbox_user_seq"),

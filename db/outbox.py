@@ -27,6 +27,7 @@ __all__ = [
     "append_activity",
     "append_status",
     "backlog",
+    "carry_trace",
     "get",
     "mark_failed",
     "mark_published",
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 _WRITTEN_KEY = "outbox.written"
+_TRACE_KEY = "outbox.trace_parent"
 # Notified (payload '') by every PostgreSQL transaction that appends an entry.
 NOTIFY_CHANNEL = "checkin_outbox"
 
@@ -100,6 +102,7 @@ async def _append(
         committed_at=committed_at,
         attempts=0,
         next_attempt_at=committed_at,
+        trace_parent=session.info.get(_TRACE_KEY),
     )
     session.add(entry)
     await session.flush()
@@ -108,6 +111,11 @@ async def _append(
         # Identical notifications of one transaction are delivered once.
         await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
     return entry
+
+
+def carry_trace(session: AsyncSession, trace_parent: str | None) -> None:
+    """Stamp the entries this session appends from now on with ``trace_parent`` (W3C)."""
+    session.info[_TRACE_KEY] = trace_parent
 
 
 def written(session: AsyncSession) -> list[int]:

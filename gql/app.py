@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
+from strawberry.extensions import SchemaExtension
 
 from db import create_engine, create_session_factory
 from db.leases import relay_lease
@@ -21,12 +22,11 @@ from sync import (
     Leadership,
     Reader,
     RealtimeStore,
-    Relay,
-    StoreMirror,
     create_store,
     store_reset,
 )
 from sync.metrics import RelayMetrics
+from sync.tracing import TracedMirror, TracedPublisher, TracedRelay, Tracing
 
 from .admission import Admission
 from .auth import AuthenticationError, Authenticator
@@ -35,24 +35,36 @@ from .codes import ErrorCode
 from .context import Services
 from .graphiql import ASSETS_DIR, ASSETS_PATH
 from .http_errors import HTTPError, error_response
+from .logs import RequestId, safe_url
+from .metrics import ApiMetrics, OperationMetrics
 from .negotiation import negotiate
 from .ops import create_ops_router
 from .persisted import PersistedQueries
 from .router import create_router
 from .schema import create_schema
 from .settings import Settings
+from .tracing import install_global_provider, schema_extensions
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
 
 
-def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
+def _lifespan(
+    settings: Settings, registry: CollectorRegistry, metrics: ApiMetrics, tracing: Tracing
+) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
+        logger.info("database: %s", safe_url(settings.database_url))
         try:
             async with AsyncExitStack() as stack:
+                stack.callback(metrics.close)
+                if tracing.enabled and not tracing.has_provider:
+                    install_global_provider()
                 sessions = create_session_factory(engine)
                 store = create_store(
                     settings.realtime_url,
@@ -61,9 +73,13 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                 )
                 if store is not None:
                     await stack.enter_async_context(store)
+                    logger.info("realtime store: %s", safe_url(settings.realtime_url))
+                else:
+                    logger.info("realtime store: none (queries read the database)")
                 hub = await stack.enter_async_context(
                     Hub(settings.broadcast_url, max_queue=settings.subscriber_queue)
                 )
+                logger.info("broker: %s", safe_url(settings.broadcast_url))
                 channels = Channels(hub, sessions=sessions)
                 # PostgreSQL: instances share the database, and only the holder
                 # of this lease relays. SQLite: None, the one process relays.
@@ -79,18 +95,26 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                     standby_interval=settings.relay_poll_interval,
                 )
                 relay = await stack.enter_async_context(
-                    Relay(
+                    TracedRelay(
+                        tracing=tracing,
                         sessions=sessions,
-                        mirror=StoreMirror(
-                            sessions=sessions, store=store, batch_size=settings.relay_batch_size
+                        mirror=TracedMirror(
+                            tracing=tracing,
+                            sessions=sessions,
+                            store=store,
+                            batch_size=settings.relay_batch_size,
                         ),
-                        publisher=escalator.watching(channels),
+                        publisher=TracedPublisher(escalator.watching(channels), tracing),
                         leadership=leadership,
                         metrics=RelayMetrics(registry),
                         batch_size=settings.relay_batch_size,
                         poll_interval=settings.relay_poll_interval,
                         retention=settings.outbox_retention,
                     )
+                )
+                logger.info(
+                    "outbox relay: %s",
+                    "started" if lease is None else "started, relaying while it holds the lease",
                 )
                 escalator.wake = relay.notify
                 await stack.enter_async_context(escalator)
@@ -114,6 +138,7 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
                         max_query_bytes=settings.apq_max_query_bytes,
                         manifest=settings.persisted_queries_manifest,
                     ),
+                    metrics=metrics,
                 )
                 app.state.services = services
                 try:
@@ -126,8 +151,13 @@ def _lifespan(settings: Settings, registry: CollectorRegistry) -> Any:
     return lifespan
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
     """Build the app. No I/O happens until the lifespan starts.
+
+    With ``TRACING`` on, spans go to ``tracer_provider`` (default: the global
+    one, see :mod:`gql.tracing`).
 
     Routes:
         ``/graphql``: GraphQL over HTTP (GET for queries, POST), GraphiQL on
@@ -155,15 +185,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "audience or by another issuer would be accepted"
         )
     registry = CollectorRegistry()
+    tracing = Tracing(tracer_provider, enabled=settings.tracing)
+    metrics = ApiMetrics(registry, tracing=tracing)
+    extensions: list[Callable[[], SchemaExtension]] = [OperationMetrics]
+    if tracing.enabled:
+        extensions += schema_extensions(tracer_provider)
     app = FastAPI(
         title="checkin-realtime",
-        lifespan=_lifespan(settings, registry),
+        lifespan=_lifespan(settings, registry, metrics, tracing),
         # Without the schema FastAPI serves no /docs or /redoc (Swagger UI loads from a CDN).
         openapi_url="/openapi.json" if settings.openapi_docs and not settings.production else None,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outermost: every response, the body limit's and the 401s included, echoes the id.
+    app.add_middleware(RequestId)
     app.add_exception_handler(AuthenticationError, _unauthenticated)
-    app.include_router(create_router(settings, create_schema(settings)), prefix="/graphql")
+    app.include_router(
+        create_router(settings, create_schema(settings, extensions=extensions)), prefix="/graphql"
+    )
     if settings.graphiql and not settings.production:
         app.mount(
             ASSETS_PATH.rstrip("/"), StaticFiles(directory=ASSETS_DIR), name="graphiql-assets"

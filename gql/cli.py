@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import ipaddress
 import logging
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = ["main", "worker_http_protocol"]
 
 SHUTDOWN_GRACE_SECONDS = 10
+MAX_WORKERS = 64
+WORKER_START_TIMEOUT = 30
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -38,13 +49,16 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if not args.no_migrate:
         upgrade(settings.database_url)
+    if args.workers > 1:
+        return _serve_workers(args, settings)
+    _fresh_metrics_dir()
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
         log_level=args.log_level,
         # Tokens put in a URL's query string must not reach the access log.
-        log_config=log_config(),
+        log_config=log_config(settings.log_format, args.log_level),
         lifespan="on",
         # Slow clients (slowloris) are dropped: uvicorn itself never times out a request.
         http=timed_protocol(
@@ -58,6 +72,86 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
     return 0
+
+
+def _serve_workers(args: argparse.Namespace, settings: Settings) -> int:
+    """``serve --workers N``: uvicorn's process manager, metrics shared through files."""
+    import uvicorn
+
+    from .logs import log_config
+    from .metrics import MULTIPROC_ENV, multiprocess_dir
+
+    own_dir = None
+    if multiprocess_dir() is None:
+        own_dir = os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="checkin-metrics-")
+    _fresh_metrics_dir()
+    try:
+        # Worker processes import the app and the protocol by name and read the settings anew.
+        uvicorn.run(
+            "gql.app:create_app",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            log_config=log_config(settings.log_format, args.log_level),
+            lifespan="on",
+            http="gql.cli:worker_http_protocol",
+            ws_max_size=settings.max_ws_frame_bytes,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+            # A worker's start (imports, then the lifespan) can take longer than
+            # uvicorn's 5 s on a busy machine; it would be killed and restarted in a loop.
+            timeout_worker_healthcheck=WORKER_START_TIMEOUT,
+        )
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
+    return 0
+
+
+def worker_http_protocol(*args: Any, **kwargs: Any) -> asyncio.Protocol:
+    """The HTTP protocol of a ``serve --workers N`` process; uvicorn imports it by name.
+
+    A class built at run time cannot be sent to a worker process, so each
+    worker builds its own, with the same request timeouts, from its settings.
+    """
+    return _worker_protocol_class()(*args, **kwargs)
+
+
+@functools.cache
+def _worker_protocol_class() -> type[asyncio.Protocol]:
+    from .http_timeouts import timed_protocol
+    from .settings import get_settings
+
+    settings = get_settings()
+    return timed_protocol(
+        header_timeout=settings.request_header_timeout,
+        body_timeout=settings.request_body_timeout,
+    )
+
+
+def _fresh_metrics_dir() -> None:
+    """Empty ``PROMETHEUS_MULTIPROC_DIR`` (creating it) before any process writes to it.
+
+    prometheus-client's multiprocess mode sums the files every process leaves
+    there; files of a previous run would count twice.
+    """
+    from .metrics import multiprocess_dir
+
+    path = multiprocess_dir()
+    if path is None:
+        return
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for leftover in directory.glob("*.db"):
+        leftover.unlink()
+
+
+def _positive_workers(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_WORKERS}")
+    return value
 
 
 def _is_loopback(host: str) -> bool:
@@ -74,6 +168,9 @@ def _migrate(args: argparse.Namespace) -> int:
     from db.migrate import upgrade
 
     from .settings import get_settings
+
+    # Left out of serve's start (gql.logs); here they are the point.
+    logging.getLogger("alembic").setLevel(logging.INFO)
 
     upgrade(get_settings().database_url, args.revision)
     return 0
@@ -143,6 +240,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--no-migrate", action="store_true", help="skip the migration step")
+    serve.add_argument(
+        "--workers",
+        type=_positive_workers,
+        default=1,
+        help="worker processes (default 1); /metrics sums them all (PROMETHEUS_MULTIPROC_DIR)",
+    )
     serve.set_defaults(run=_serve)
 
     migrate = commands.add_parser("migrate", help="migrate the database (default: to head)")
@@ -163,15 +266,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     args = _parser().parse_args(argv)
+    from .logs import configure
     from .settings import describe_errors, get_settings
 
     try:
         # Read once up front, so that every command refuses bad settings alike.
-        get_settings()
+        settings = get_settings()
+        configure(settings.log_format, getattr(args, "log_level", "info"))
         return int(args.run(args))
     except (ValidationError, SettingsError) as exc:
         for line in describe_errors(exc):

@@ -12,6 +12,7 @@ from sync import Channels, Hub, Reader, RealtimeStore, Relay, Writer
 
 from .admission import Admission
 from .auth import Authenticator, Principal
+from .metrics import ApiMetrics
 from .persisted import PersistedQueries
 from .settings import Settings
 
@@ -33,6 +34,7 @@ class Services:
     authenticator: Authenticator
     admission: Admission
     persisted_queries: PersistedQueries
+    metrics: ApiMetrics
 
 
 class Context(BaseContext):

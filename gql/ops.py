@@ -5,9 +5,13 @@
   fewer than ``MAX_CONNECTIONS`` WebSockets; 503 otherwise, so a load balancer
   routes new clients elsewhere. Its body is ``{"ready": bool, "checks":
   {"database", "store", "broker", "relay", "capacity": bool}, "relay_leader":
-  bool}``; ``relay_leader`` tells which instance relays the outbox and does not
+  bool}``, except that ``"store"`` is ``"absent"`` when no realtime store is
+  configured (``REALTIME_URL`` empty: queries read the database, which is no
+  fault); ``relay_leader`` tells which instance relays the outbox and does not
   affect readiness.
-* ``/metrics``: Prometheus metrics (see :class:`ServiceMetrics`, :mod:`sync.metrics`).
+* ``/metrics``: Prometheus metrics (see :class:`ServiceMetrics`, :mod:`sync.metrics`,
+  :mod:`gql.metrics`); with several worker processes, every process's values
+  summed (see :func:`gql.metrics.exposition_registry`).
 """
 
 from __future__ import annotations
@@ -26,19 +30,24 @@ from sqlalchemy import text
 from db import outbox, utcnow
 
 from .context import Services
+from .metrics import exposition_registry
 
-__all__ = ["ServiceMetrics", "create_ops_router"]
+__all__ = ["STORE_ABSENT", "ServiceMetrics", "create_ops_router"]
+
+#: ``/readyz``'s ``checks.store`` when no realtime store is configured.
+STORE_ABSENT = "absent"
 
 logger = logging.getLogger(__name__)
 
 
 def create_ops_router(registry: CollectorRegistry) -> APIRouter:
-    """The routes above; ``/metrics`` exposes ``registry``, with a :class:`ServiceMetrics` added.
+    """The routes above; ``/metrics`` exposes ``registry`` and a :class:`ServiceMetrics`.
 
     The handlers read the running services from ``app.state.services``, which
     the lifespan sets.
     """
-    collector = ServiceMetrics(registry)
+    collector = ServiceMetrics()
+    exposed = exposition_registry(registry, collector)
     router = APIRouter(include_in_schema=False)
 
     @router.get("/healthz")
@@ -48,14 +57,14 @@ def create_ops_router(registry: CollectorRegistry) -> APIRouter:
     @router.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
         services: Services = request.app.state.services
-        checks = {
+        checks: dict[str, bool | str] = {
             "database": await _database_ok(services),
-            "store": True if services.store is None else await _store_ok(services),
+            "store": STORE_ABSENT if services.store is None else await _store_ok(services),
             "broker": services.hub.healthy,
             "relay": services.relay.running,
             "capacity": not services.admission.full,
         }
-        ready = all(checks.values())
+        ready = all(value is True or value == STORE_ABSENT for value in checks.values())
         body = {"ready": ready, "checks": checks, "relay_leader": services.relay.leading}
         return JSONResponse(body, status_code=200 if ready else 503)
 
@@ -63,7 +72,7 @@ def create_ops_router(registry: CollectorRegistry) -> APIRouter:
     async def metrics(request: Request) -> Response:
         services: Services = request.app.state.services
         await collector.refresh(services)
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(exposed), media_type=CONTENT_TYPE_LATEST)
 
     return router
 
@@ -77,11 +86,13 @@ class ServiceMetrics(Collector):
     ``checkin_broadcast_queued_events`` (unread events in all inboxes).
     Counters: ``checkin_broadcast_overflows_total`` (subscribers cut off for
     reading too slowly), ``checkin_broker_disconnects_total``.
+
+    With several worker processes these are the values of the process that
+    answers the scrape (the outbox ones are the same in every process).
     """
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self) -> None:
         self._values: dict[str, float] = {}
-        registry.register(self)
 
     async def refresh(self, services: Services) -> None:
         try:

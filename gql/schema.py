@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -94,10 +94,13 @@ class Schema(strawberry.Schema):
             super().process_errors(internal, execution_context)
 
 
-def create_schema(settings: Settings | None = None) -> Schema:
+def create_schema(
+    settings: Settings | None = None, *, extensions: Sequence[Callable[[], SchemaExtension]] = ()
+) -> Schema:
     """Build the schema for ``settings`` (default: every setting at its default, not the env).
 
-    Extensions are classes or factories: one instance per operation. The
+    Extensions are classes or factories: one instance per operation (``extensions``
+    are added first: metrics and tracing, which time the whole operation). The
     document limits always apply; production also turns off introspection and
     field suggestions and masks internal errors.
 
@@ -106,7 +109,8 @@ def create_schema(settings: Settings | None = None) -> Schema:
     """
     settings = settings or Settings.model_construct()
     check_every_root_field_guarded((Query, Mutation, Subscription))
-    extensions: list[Callable[[], SchemaExtension]] = [
+    all_extensions: list[Callable[[], SchemaExtension]] = [
+        *extensions,
         # Parsing and validating dominate the cost of a small operation; both
         # caches are process-wide LRUs shared by these per-operation instances.
         lambda: _ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
@@ -115,7 +119,7 @@ def create_schema(settings: Settings | None = None) -> Schema:
         *limit_extensions(settings),
     ]
     if settings.production:
-        extensions.append(DisableIntrospection)
+        all_extensions.append(DisableIntrospection)
     return Schema(
         query=Query,
         mutation=Mutation,
@@ -123,7 +127,7 @@ def create_schema(settings: Settings | None = None) -> Schema:
         config=StrawberryConfig(
             scalar_map={datetime: DateTime}, disable_field_suggestions=settings.production
         ),
-        extensions=extensions,
+        extensions=all_extensions,
         mask=settings.production,
         execution_context_class=_ExecutionContext,
     )

@@ -5,10 +5,18 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from db.escalations import Policy, parse_policy
+from sync.trace_context import available as tracing_available
 
 from .persisted import load_manifest, parse_manifest
 
@@ -268,6 +276,21 @@ class Settings(SecuritySettings):
         "JSON list; '*' for any).",
         examples=["https://dash.example,https://ops.example"],
     )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as readable text, or one JSON object per line."
+    )
+    tracing: bool = Field(
+        False,
+        description="Make OpenTelemetry spans (needs the otel extra); they go to the "
+        "global tracer provider, or to OTLP over HTTP (OTEL_EXPORTER_OTLP_ENDPOINT).",
+    )
+
+    @field_validator("tracing")
+    @classmethod
+    def _check_tracing(cls, value: bool) -> bool:
+        if value and not tracing_available():
+            raise ValueError("needs OpenTelemetry: pip install 'checkin-realtime[otel]'")
+        return value
 
 
 # Never echoed back in an error message: they end up in logs.

@@ -43,6 +43,7 @@ from sync.channels import CursorExpired, DashboardStream, StatusStream
 from .codes import ErrorCode
 from .context import Context
 from .errors import BadUserInput, user_input
+from .metrics import Delivery
 from .permissions import ADMIN_ONLY, OWN_USER, Authorize
 from .types import Activity, DashboardUpdate, UserStatus
 
@@ -92,7 +93,7 @@ def _check(user_id: str, after: int | None) -> None:
 
 @asynccontextmanager
 async def _resumable(
-    opening: AbstractAsyncContextManager[_Stream], after: int | None
+    opening: AbstractAsyncContextManager[_Stream], after: int | None, delivery: Delivery
 ) -> AsyncIterator[_Stream]:
     """Enter ``opening``; map how its stream ends to an error that says where to resume."""
     stream: _Stream | None = None
@@ -100,7 +101,14 @@ async def _resumable(
         async with opening as stream:
             yield stream
     except (ChannelError, CursorExpired) as exc:
+        if isinstance(exc, CursorExpired):
+            delivery.cursor_expired()
         raise _ended(exc, stream.last_seq if stream is not None else after) from None
+
+
+def _delivery(info: Info, *, after: int | None = None) -> Delivery:
+    """Metrics (and spans) of this subscription: ``info.field_name`` is the schema's name."""
+    return info.context.services.metrics.subscription(info.field_name, resumed=after is not None)
 
 
 @strawberry.type
@@ -117,9 +125,11 @@ class Subscription:
     ) -> AsyncGenerator[Activity, None]:
         _check(user_id, after)
         events = info.context.channels.user_events(user_id, OutboxKind.ACTIVITY, after=after)
-        async with _resumable(events, after) as stream:
-            async for event in stream:
-                yield Activity.from_payload(event.activity)
+        with _delivery(info, after=after) as delivery:
+            async with _resumable(events, after, delivery) as stream:
+                async for event in stream:
+                    with delivery.deliver(event.committed_at, event.trace_parent):
+                        yield Activity.from_payload(event.activity)
 
     @strawberry.subscription(
         extensions=[Authorize(OWN_USER)],
@@ -138,9 +148,14 @@ class Subscription:
         statuses = info.context.channels.status_events(
             user_id, after=after, current=info.context.reader.user_status
         )
-        async with _resumable(statuses, after) as stream:
-            async for status in stream:
-                yield UserStatus.from_payload(status)
+        with _delivery(info, after=after) as delivery:
+            async with _resumable(statuses, after, delivery) as stream:
+                async for status in stream:
+                    if (event := stream.event) is None:  # the snapshot, not a change
+                        yield UserStatus.from_payload(status)
+                        continue
+                    with delivery.deliver(event.committed_at, event.trace_parent):
+                        yield UserStatus.from_payload(status)
 
     @strawberry.subscription(
         extensions=[Authorize(OWN_USER)],
@@ -169,9 +184,14 @@ class Subscription:
         with user_input():
             check_activities(count)
         opening = info.context.channels.dashboard(user_id, after=after, activities=count)
-        async with _resumable(opening, after) as stream:
-            async for update in stream:
-                yield DashboardUpdate.from_update(update)
+        with _delivery(info, after=after) as delivery:
+            async with _resumable(opening, after, delivery) as stream:
+                async for update in stream:
+                    if (event := update.event) is None:  # a snapshot, not a change
+                        yield DashboardUpdate.from_update(update)
+                        continue
+                    with delivery.deliver(event.committed_at, event.trace_parent):
+                        yield DashboardUpdate.from_update(update)
 
     @strawberry.subscription(
         extensions=[Authorize(ADMIN_ONLY)],
@@ -179,9 +199,11 @@ class Subscription:
     )
     async def activity_feed_added(self, info: Info) -> AsyncGenerator[Activity, None]:
         try:
-            async with info.context.channels.feed_events() as stream:
-                async for event in stream:
-                    yield Activity.from_payload(event.activity)
+            with _delivery(info) as delivery:
+                async with info.context.channels.feed_events() as stream:
+                    async for event in stream:
+                        with delivery.deliver(event.committed_at, event.trace_parent):
+                            yield Activity.from_payload(event.activity)
         except ChannelError as exc:
             raise _ended(exc, None) from None
 
@@ -195,8 +217,10 @@ class Subscription:
     )
     async def user_status_feed(self, info: Info) -> AsyncGenerator[UserStatus, None]:
         try:
-            async with info.context.channels.status_feed_events() as stream:
-                async for event in stream:
-                    yield UserStatus.from_payload(event.status)
+            with _delivery(info) as delivery:
+                async with info.context.channels.status_feed_events() as stream:
+                    async for event in stream:
+                        with delivery.deliver(event.committed_at, event.trace_parent):
+                            yield UserStatus.from_payload(event.status)
         except ChannelError as exc:
             raise _ended(exc, None) from None

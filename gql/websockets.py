@@ -130,7 +130,13 @@ async def _take_seat(handler: GraphQLTransportWSHandler | LegacyGraphQLWSHandler
         await handler.websocket.close(CloseCode.TRY_AGAIN_LATER, str(exc))
         return False
     handler._holds = {}
+    handler.context.services.metrics.websocket_opened()
     return True
+
+
+def _leave_seat(handler: GraphQLTransportWSHandler | LegacyGraphQLWSHandler) -> None:
+    handler._seat.close()
+    handler.context.services.metrics.websocket_closed()
 
 
 class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
@@ -147,7 +153,7 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         try:
             await super().handle()
         finally:
-            self._seat.close()
+            _leave_seat(self)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         payload = message.get("payload")
@@ -267,7 +273,7 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
         finally:
             await _cancel(self._init_timer)
             await _cancel(self._expiry)
-            self._seat.close()
+            _leave_seat(self)
 
     async def _init_deadline(self, timeout: float) -> None:
         await asyncio.sleep(timeout)

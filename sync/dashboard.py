@@ -52,6 +52,8 @@ class DashboardUpdate:
     reset: bool
     status: StatusPayload | None
     activities: Sequence[ActivityPayload]
+    #: The change a delta brings (for its commit time and trace); ``None`` for a snapshot.
+    event: ChangeEvent | None = None
 
     @classmethod
     def of_snapshot(cls, state: DashboardSnapshot) -> DashboardUpdate:
@@ -61,9 +63,17 @@ class DashboardUpdate:
     def of_event(cls, event: ChangeEvent) -> DashboardUpdate:
         match event.kind:
             case OutboxKind.ACTIVITY:
-                return cls(seq=event.seq, reset=False, status=None, activities=[event.activity])
+                return cls(
+                    seq=event.seq,
+                    reset=False,
+                    status=None,
+                    activities=[event.activity],
+                    event=event,
+                )
             case OutboxKind.STATUS:
-                return cls(seq=event.seq, reset=False, status=event.status, activities=[])
+                return cls(
+                    seq=event.seq, reset=False, status=event.status, activities=[], event=event
+                )
             case _:
                 assert_never(event.kind)
 

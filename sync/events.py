@@ -26,6 +26,8 @@ from typing import Any, cast
 from db.models import OutboxEntry, OutboxKind
 from db.payloads import ActivityPayload, Payload, StatusPayload, parse
 
+from .trace_context import valid_trace_parent
+
 __all__ = ["ChangeEvent", "OutboxKind"]
 
 
@@ -45,6 +47,8 @@ class ChangeEvent:
             Its type agrees with ``kind``; read it through :attr:`activity`
             or :attr:`status`.
         committed_at: transaction time of the change, UTC.
+        trace_parent: W3C ``traceparent`` of the span the change was
+            committed in, or ``None`` (see :mod:`sync.trace_context`).
     """
 
     outbox_id: int
@@ -53,6 +57,7 @@ class ChangeEvent:
     kind: OutboxKind
     payload: Payload | None
     committed_at: datetime
+    trace_parent: str | None = None
 
     @property
     def activity(self) -> ActivityPayload:
@@ -99,6 +104,7 @@ class ChangeEvent:
             kind=kind,
             payload=parse(kind, entry.payload),
             committed_at=entry.committed_at,
+            trace_parent=valid_trace_parent(entry.trace_parent),
         )
 
     def encode(self, *, max_bytes: int | None = None) -> str:
@@ -115,6 +121,8 @@ class ChangeEvent:
             "t": self.committed_at.isoformat(),
             "p": self.payload,
         }
+        if self.trace_parent is not None:
+            body["c"] = self.trace_parent
         text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
         if max_bytes is not None and len(text.encode()) > max_bytes:
             body["p"] = None
@@ -140,6 +148,7 @@ class ChangeEvent:
                 kind=kind,
                 payload=None if raw is None else parse(kind, raw),
                 committed_at=datetime.fromisoformat(body["t"]),
+                trace_parent=valid_trace_parent(body.get("c")),
             )
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise ValueError(f"not a change event: {text[:200]!r}") from exc

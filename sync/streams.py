@@ -193,9 +193,11 @@ class StatusStream:
     """A user's status: the current snapshot first (unless resuming), then after every change.
 
     Iterating yields status payloads and raises what :class:`EventStream` raises.
+    ``event`` is the change event of the status last yielded (``None`` for the snapshot).
     """
 
     def __init__(self, events: EventStream, *, user_id: str, current: StatusReader | None) -> None:
+        self.event: ChangeEvent | None = None
         self._events = events
         self._user_id = user_id
         self._current = current
@@ -217,4 +219,5 @@ class StatusStream:
                 self._events.skip_through(self._user_id, snapshot["seq"])
                 yield snapshot
         async for event in self._events:
+            self.event = event
             yield event.status

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import SessionFactory, outbox
 
 from .leadership import Leadership
+from .trace_context import current_trace_parent
 
 __all__ = ["Waiters", "Writer"]
 
@@ -129,6 +130,7 @@ class Writer:
         appended to the outbox; an error in the block rolls everything back.
         """
         async with self._sessions.begin() as session:
+            outbox.carry_trace(session, current_trace_parent())
             yield session
             entry_ids = outbox.written(session)
         if entry_ids:

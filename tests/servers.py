@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +154,7 @@ def start_server(
     attempts: int = 3,
     name: str = "server",
     port: int | None = None,
+    args: Sequence[str] = (),
 ) -> Server:
     """Start ``checkin-realtime serve`` on a free port.
 
@@ -164,6 +165,7 @@ def start_server(
             on top of the defaults.
         port: the port to serve on (e.g. a restart's, for clients that reconnect);
             default: a free one, another on each attempt.
+        args: more arguments of ``serve`` (``--workers 2``).
     """
     env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
     env["DATABASE_URL"] = f"sqlite+aiosqlite:///{directory / 'checkin.db'}"
@@ -175,7 +177,15 @@ def start_server(
         log_path = directory / f"{name}-{attempt}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [*_serve_command(), "serve", "--host", "127.0.0.1", "--port", str(serve_port)],
+                [
+                    *_serve_command(),
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(serve_port),
+                    *args,
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

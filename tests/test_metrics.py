@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
+
+from db.migrate import upgrade
+from gql import Settings, create_app
 
 from .conftest import GraphQLClient
 
@@ -47,6 +51,33 @@ async def test_readyz_reports_each_dependency(client: httpx.AsyncClient) -> None
         "checks": {
             "database": True,
             "store": True,
+            "broker": True,
+            "relay": True,
+            "capacity": True,
+        },
+        "relay_leader": True,
+    }
+
+
+async def test_readyz_names_a_store_that_is_not_configured_absent(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/checkin.db",
+        realtime_url="",
+        escalation_policy="",  # type: ignore[arg-type]
+    )
+    await asyncio.to_thread(upgrade, settings.database_url)
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
+    ):
+        response = await http.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {
+        "ready": True,
+        "checks": {
+            "database": True,
+            "store": "absent",
             "broker": True,
             "relay": True,
             "capacity": True,
