@@ -70,7 +70,9 @@ def _check(body: dict[str, Any], *, valid: bool) -> None:
 
 def _within_limits(value: Any, depth: int = 1) -> bool:
     """The documented metadata rules (db.validation), restated independently."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    if isinstance(value, str):
+        return _storable_text(value)
+    if isinstance(value, bool) or value is None:
         return True
     if isinstance(value, int):
         return abs(value) <= METADATA_MAX_INT
@@ -78,8 +80,15 @@ def _within_limits(value: Any, depth: int = 1) -> bool:
         return math.isfinite(value)
     if depth > METADATA_MAX_DEPTH:
         return False
+    if isinstance(value, dict) and not all(_storable_text(str(key)) for key in value):
+        return False
     items = value.values() if isinstance(value, dict) else value
     return all(_within_limits(item, depth + 1) for item in items)
+
+
+def _storable_text(text: str) -> bool:
+    """Text PostgreSQL can hold: no NUL, and no lone UTF-16 surrogate (not UTF-8)."""
+    return "\x00" not in text and not any(0xD800 <= ord(c) <= 0xDFFF for c in text)
 
 
 _SETTINGS = fuzzing(
@@ -101,6 +110,8 @@ def settings(settings: Any) -> Any:
 @example(metadata=_deep(33, 1))
 @example(metadata={"n": 10**400})
 @example(metadata={"n": [2**63]})
+@example(metadata={"a": "\x00"})
+@example(metadata={"\x00": 1})
 async def test_metadata_of_any_depth_and_number_is_stored_or_bad_input(
     graphql: GraphQLClient, metadata: dict[str, Any]
 ) -> None:
