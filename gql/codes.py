@@ -80,7 +80,8 @@ class CloseCode(IntEnum):
     NORMAL = 1000
     """The legacy client sent ``connection_terminate`` (RFC 6455 section 7.4.1)."""
     POLICY_VIOLATION = 1008
-    """Over ``MAX_SOCKETS_PER_USER``/``_SERVICE`` at ``connection_init`` (RFC 6455 7.4.1)."""
+    """Over ``MAX_SOCKETS_PER_USER``/``_SERVICE`` at ``connection_init``, or a socket
+    sending over ``WS_MESSAGES_PER_SECOND`` (RFC 6455 7.4.1)."""
     TOO_BIG = 1009
     """A frame over ``MAX_WS_FRAME_BYTES`` (RFC 6455 section 7.4.1)."""
     TRY_AGAIN_LATER = 1013

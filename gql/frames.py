@@ -1,6 +1,8 @@
 """WebSocket frames: each one no longer than ``MAX_WS_FRAME_BYTES`` and a well-formed message.
 
-A bad frame closes the socket: ``1009`` when it is too long, ``4400`` when it
+A bad frame closes the socket: ``1009`` when it is too long, ``1008`` when the
+socket sends more than ``WS_MESSAGE_BURST`` messages above ``WS_MESSAGES_PER_SECOND``,
+``4400`` when it
 is not JSON or not a message of the protocol's shape (not an object, ``type``
 not a string, ``id`` not a string, ``payload`` not an object, or a
 ``subscribe``/``start`` without a string ``payload.query``, unless its
@@ -10,7 +12,8 @@ not a string, ``id`` not a string, ``payload`` not an object, or a
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
+import time
+from collections.abc import AsyncGenerator, Callable
 from contextlib import suppress
 from typing import Any
 
@@ -20,7 +23,7 @@ from strawberry.http.async_base_view import AsyncBaseHTTPView
 
 from .codes import CloseCode
 
-__all__ = ["LimitedWebSocketAdapter", "frame_problem"]
+__all__ = ["LimitedWebSocketAdapter", "MessageRate", "frame_problem"]
 
 _OPERATION_START = frozenset({"subscribe", "start"})
 _OPERATION_END = frozenset({"complete", "stop"})
@@ -92,6 +95,31 @@ def _close_reason(reason: str) -> str:
     return data.decode("utf-8", "ignore")
 
 
+class MessageRate:
+    """A token bucket: ``burst`` messages at once, refilled at ``per_second``."""
+
+    __slots__ = ("_burst", "_clock", "_per_second", "_tokens", "_updated")
+
+    def __init__(
+        self, per_second: float, burst: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._per_second = per_second
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._clock = clock
+        self._updated = clock()
+
+    def take(self) -> bool:
+        """Spend one message; ``False`` when the socket is over its rate."""
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._per_second)
+        self._updated = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
 class LimitedWebSocketAdapter(ASGIWebSocketAdapter):
     """Reads frames no longer than the view's ``max_frame_bytes``, each a well-formed message.
 
@@ -107,6 +135,8 @@ class LimitedWebSocketAdapter(ASGIWebSocketAdapter):
     ) -> None:
         super().__init__(view, request, response)
         self.max_frame_bytes: int = getattr(view, "max_frame_bytes", 64 * 1024)
+        per_second, burst = getattr(view, "message_rate", (100.0, 200))
+        self._rate = MessageRate(per_second, burst)
 
     async def iter_json(
         self, *, ignore_parsing_errors: bool = False
@@ -118,6 +148,11 @@ class LimitedWebSocketAdapter(ASGIWebSocketAdapter):
                 return
             except KeyError:
                 await self.close(CloseCode.BAD_FRAME, "WebSocket message type must be text")
+                return
+            if not self._rate.take():
+                await self.close(
+                    CloseCode.POLICY_VIOLATION, "over WS_MESSAGES_PER_SECOND messages per second"
+                )
                 return
             if len(text) > self.max_frame_bytes or len(text.encode()) > self.max_frame_bytes:
                 await self.close(CloseCode.TOO_BIG, f"frame exceeds {self.max_frame_bytes} bytes")

@@ -145,6 +145,14 @@ class SecuritySettings(BaseSettings):
         description="WebSockets open at once on this instance (/readyz 503 when full).",
     )
     max_ws_frame_bytes: int = Field(64 * 1024, ge=1024, description="Bytes per WebSocket frame.")
+    # Each message costs the server a decode and often a parse: without a rate, one
+    # socket sending subscribe/complete or ping in a loop keeps a core busy.
+    ws_messages_per_second: float = Field(
+        100.0, gt=0, description="WebSocket messages a socket may send per second, on average."
+    )
+    ws_message_burst: int = Field(
+        200, ge=1, description="WebSocket messages a socket may send at once, above the rate."
+    )
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Bytes per HTTP request body.")
     request_header_timeout: float = Field(
         10.0, gt=0, le=300, description="Seconds a client has to send a request's headers."
