@@ -444,11 +444,14 @@ STATUS_NOW = '{ userStatus(userId: "u1") { userId alertLevel nextDue version } }
 
 def printed(output: str, label: str) -> list[dict[str, Any]]:
     """The JSON printed after ``label`` on each line that starts with it."""
-    return [
-        json.loads(line.removeprefix(f"{label} "))
-        for line in output.splitlines()
-        if line.startswith(f"{label} ")
-    ]
+    found = []
+    for line in output.splitlines():
+        if line.startswith(f"{label} "):
+            try:
+                found.append(json.loads(line.removeprefix(f"{label} ")))
+            except ValueError:
+                pytest.fail(f"not JSON after {label!r}: {line!r}\n{output}")
+    return found
 
 
 @pytest.mark.parametrize("name", ["apollo", "urql"])
@@ -493,31 +496,20 @@ CHECK_IN_SEQS = """mutation {
 }"""
 
 
-async def test_the_dashboard_view_follows_every_change(
-    node: str, server: Server, tmp_path: Path
+async def check_in_seqs(server: Server) -> tuple[int, int]:
+    """Check u1 in: the seqs of its check_in activity and of its new status."""
+    done = (await server.execute(CHECK_IN_SEQS))["recordCheckIn"]
+    return done["activity"]["seq"], done["status"]["seq"]
+
+
+def dashboard_views(lines: list[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in lines]
+
+
+async def assert_view_is_the_database(
+    server: Server, view: dict[str, Any], activities: list[int]
 ) -> None:
-    process = await start_node(node, node_script(examples()["dashboard"], server, tmp_path))
-    seen: list[str] = []
-
-    def views() -> list[dict[str, Any]]:
-        return [json.loads(line) for line in seen]
-
-    try:
-        # The snapshot of a user with nothing yet, then one view per change.
-        await read_until(process, lambda lines: len(lines) == 1, seen, 15)
-        assert views() == [{"seq": 0, "status": None, "activities": []}]
-        activities = [await add(server, n) for n in range(3)]
-        checked_in = (await server.execute(CHECK_IN_SEQS))["recordCheckIn"]
-        activities.append(checked_in["activity"]["seq"])
-        activities += [await add(server, n) for n in range(3, 25)]
-        last = max(*activities, checked_in["status"]["seq"])
-        await read_until(process, lambda lines: views()[-1]["seq"] == last, seen, 15)
-    finally:
-        stderr = await stop_node(process)
-    assert "Error" not in stderr, stderr
-    assert [view["seq"] for view in views()] == list(range(last + 1)), seen
-    view = views()[-1]
-    # What the database holds at the last seq: the status and the newest 20 activities.
+    """``view`` is what the database holds now: the status and the newest 20 activities."""
     now = await server.execute(
         '{ recentActivities(userId: "u1", first: 20) { edges { node { id seq type description } } }'
         ' userStatus(userId: "u1") { alertLevel nextDue lastCheckIn } }'
@@ -530,3 +522,69 @@ async def test_the_dashboard_view_follows_every_change(
         for activity in view["activities"]
     ] == newest
     assert [activity["seq"] for activity in view["activities"]] == sorted(activities)[:-21:-1]
+
+
+async def test_the_dashboard_view_follows_every_change(
+    node: str, server: Server, tmp_path: Path
+) -> None:
+    process = await start_node(node, node_script(examples()["dashboard"], server, tmp_path))
+    seen: list[str] = []
+    try:
+        # The snapshot of a user with nothing yet, then one view per change.
+        await read_until(process, lambda lines: len(lines) == 1, seen, 15)
+        assert dashboard_views(seen) == [{"seq": 0, "status": None, "activities": []}]
+        activities = [await add(server, n) for n in range(3)]
+        activity, status = await check_in_seqs(server)
+        activities.append(activity)
+        activities += [await add(server, n) for n in range(3, 25)]
+        last = max(*activities, status)
+        await read_until(process, lambda lines: dashboard_views(lines)[-1]["seq"] == last, seen, 15)
+    finally:
+        stderr = await stop_node(process)
+    assert "Error" not in stderr, stderr
+    views = dashboard_views(seen)
+    assert [view["seq"] for view in views] == list(range(last + 1)), seen
+    await assert_view_is_the_database(server, views[-1], activities)
+
+
+async def test_the_dashboard_resumes_after_a_server_restart(node: str, tmp_path: Path) -> None:
+    first = await asyncio.to_thread(start_server, tmp_path, name="before")
+    servers = [first]
+    process = None
+    seen: list[str] = []
+    try:
+        activity, status = await check_in_seqs(first)
+        activities = [activity, *[await add(first, n) for n in range(3)]]
+        process = await start_node(node, node_script(examples()["dashboard"], first, tmp_path))
+        await read_until(process, lambda lines: len(lines) == 1, seen, SCRIPT_TIMEOUT)
+        assert dashboard_views(seen)[0]["seq"] == max(*activities, status)  # the snapshot
+        activities.append(await add(first, 3))
+        await read_until(process, lambda lines: len(lines) == 2, seen, SCRIPT_TIMEOUT)
+
+        await asyncio.to_thread(first.stop)
+        # Written while the client cannot connect (the same database, served on
+        # another port): the view gets them only by resuming with `after`.
+        elsewhere = await asyncio.to_thread(start_server, tmp_path, name="elsewhere")
+        servers.append(elsewhere)
+        activities += [await add(elsewhere, n) for n in range(4, 7)]
+        activity, status = await check_in_seqs(elsewhere)
+        activities.append(activity)
+        await asyncio.to_thread(elsewhere.stop)
+        second = await asyncio.to_thread(
+            start_server, tmp_path, name="after", port=first.port, attempts=1
+        )
+        servers.append(second)
+        activities.append(await add(second, 7))  # live again after the replay
+        last = max(*activities, status)
+        await read_until(
+            process, lambda lines: dashboard_views(lines)[-1]["seq"] == last, seen, SCRIPT_TIMEOUT
+        )
+        views = dashboard_views(seen)
+        await assert_view_is_the_database(second, views[-1], activities)
+    finally:
+        stderr = await stop_node(process) if process is not None else ""
+        for running in servers:
+            await asyncio.to_thread(running.stop)
+    # One view per change after the snapshot: none lost, none twice, none out of order.
+    seqs = [view["seq"] for view in views]
+    assert seqs == list(range(seqs[0], last + 1)), (seen, stderr)
