@@ -5,12 +5,14 @@ Each example is a fenced block after an ``<!-- example: NAME -->`` line. Every
 every name has a test here. The only change made to an example before it
 runs is its address: ``127.0.0.1:8000`` becomes the test server's port.
 JavaScript runs under node with the packages of ``tests/e2e/package.json``.
-The ``graphql`` blocks are checked against the schema.
+The ``graphql`` blocks are checked against the schema; a fragment with Relay's
+compiler directives is checked as the query its ``@refetchable`` makes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import subprocess
@@ -22,12 +24,22 @@ from typing import Any
 
 import httpx
 import pytest
-from graphql import parse, validate
+from graphql import (
+    DocumentNode,
+    FragmentDefinitionNode,
+    GraphQLSchema,
+    ObjectValueNode,
+    StringValueNode,
+    extend_schema,
+    parse,
+    print_ast,
+    validate,
+)
 
 from gql.schema import create_schema
 from tests.servers import LOG_TAIL_CHARS, start_server
 
-from .conftest import NODE_MODULES, Server
+from .conftest import NODE_MODULES, Server, run_node
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +48,18 @@ ADDRESS = "127.0.0.1:8000"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 MARKER = re.compile(r"<!-- example: ([a-z0-9-]+) -->\n$")
 SCRIPT_TIMEOUT = 30.0
-TESTED = {"quickstart", "subscribe", "resume", "apq", "escalation"}
+TESTED = {
+    "quickstart",
+    "parse-error",
+    "subscribe",
+    "apollo",
+    "urql",
+    "relay",
+    "dashboard",
+    "resume",
+    "apq",
+    "escalation",
+}
 CHECK_IN = (
     'mutation { recordCheckIn(input: {userId: "u1", intervalSeconds: 3600}) '
     "{ status { version } } }"
@@ -95,6 +118,54 @@ def test_the_extraction_sees_markers_only_right_before_a_block() -> None:
     ]
 
 
+# Relay's compiler directives, as relay-compiler declares them (relay-schema's
+# relay-extensions.graphql). The compiler removes them before a document reaches
+# the server; @argumentDefinitions and @arguments take any argument names.
+RELAY_DIRECTIVES = """
+directive @argumentDefinitions on FRAGMENT_DEFINITION
+directive @arguments on FRAGMENT_SPREAD
+directive @refetchable(queryName: String!) on FRAGMENT_DEFINITION
+directive @connection(key: String!, filters: [String], handler: String) on FIELD
+"""
+FREE_ARGUMENTS = {"argumentDefinitions", "arguments"}
+
+
+def relay_operation(document: DocumentNode) -> str:
+    """A fragment with ``@argumentDefinitions`` as the query its ``@refetchable`` makes.
+
+    Each argument definition becomes a variable of that query, with its type and
+    default value, so the checks a server makes (argument and variable types,
+    known fields) apply to the fragment; ``@argumentDefinitions`` and
+    ``@arguments`` themselves are left out, as the compiler leaves them out.
+    """
+    (fragment,) = document.definitions
+    assert isinstance(fragment, FragmentDefinitionNode), print_ast(document)
+    assert fragment.type_condition.name.value == "Query", "a @refetchable fragment on Query"
+    directives = {directive.name.value: directive for directive in fragment.directives}
+    variables = []
+    for argument in directives["argumentDefinitions"].arguments:
+        assert isinstance(argument.value, ObjectValueNode), print_ast(argument)
+        fields = {field.name.value: field.value for field in argument.value.fields}
+        assert isinstance(fields["type"], StringValueNode), print_ast(argument)
+        default = f" = {print_ast(fields['defaultValue'])}" if "defaultValue" in fields else ""
+        variables.append(f"${argument.name.value}: {fields['type'].value}{default}")
+    (query_name,) = directives["refetchable"].arguments
+    assert isinstance(query_name.value, StringValueNode), print_ast(query_name)
+    kept = tuple(d for d in fragment.directives if d.name.value not in FREE_ARGUMENTS)
+    return (
+        f"query {query_name.value.value}({', '.join(variables)}) {{ ...{fragment.name.value} }}\n"
+        f"{print_ast(dataclasses.replace(fragment, directives=kept))}"
+    )
+
+
+def graphql_errors(schema: GraphQLSchema, code: str) -> list[str]:
+    document = parse(code)
+    if "@argumentDefinitions" in code:
+        schema = extend_schema(schema, parse(RELAY_DIRECTIVES))
+        document = parse(relay_operation(document))
+    return [error.message for error in validate(schema, document)]
+
+
 def test_every_graphql_example_is_valid_against_the_schema() -> None:
     schema = create_schema()._schema
     documents = [
@@ -103,8 +174,49 @@ def test_every_graphql_example_is_valid_against_the_schema() -> None:
         if language == "graphql"
     ]
     assert len(documents) >= 3
+    assert any("@connection" in document for document in documents)
     for document in documents:
-        assert validate(schema, parse(document)) == [], document
+        assert graphql_errors(schema, document) == [], document
+
+
+RELAY_FRAGMENT = """
+fragment List_query on Query
+  @argumentDefinitions(
+    userId: {type: "String!"}, first: {type: "Int", defaultValue: 20}, after: {type: "String"}
+  )
+  @refetchable(queryName: "ListPaginationQuery") {
+  recentActivities(userId: $userId, first: $first, after: $after)
+    @connection(key: "List_recentActivities", filters: ["userId"]) {
+    edges { node { id type } }
+  }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "error"),
+    [
+        ("", "", None),
+        ("{ id type }", "{ id kind }", "Cannot query field 'kind'"),
+        ('"String!"', '"Int!"', "Variable '$userId' of type 'Int!' used in position"),
+        ('"Int"', '"String"', "Variable '$first' of type 'String' used in position"),
+        ("defaultValue: 20", 'defaultValue: "20"', "Int cannot represent non-integer value"),
+        ('key: "List_recentActivities", ', "", "Argument '@connection(key:)'"),
+        ("@connection", "@connections", "Unknown directive '@connections'"),
+        ('queryName: "', 'query: "', "Unknown argument 'query' on directive '@refetchable'"),
+        ("recentActivities(userId", "recentActivities(user", "Unknown argument 'user'"),
+    ],
+)
+def test_the_relay_fragment_check_finds_schema_mistakes(
+    old: str, new: str, error: str | None
+) -> None:
+    code = RELAY_FRAGMENT.replace(old, new, 1)
+    assert code != RELAY_FRAGMENT or not old
+    errors = graphql_errors(create_schema()._schema, code)
+    if error is None:
+        assert errors == []
+    else:
+        assert any(message.startswith(error) for message in errors), errors
 
 
 def run_shell(example: Example, server: Server) -> list[dict[str, Any]]:
@@ -134,6 +246,25 @@ def test_quickstart(server: Server) -> None:
     assert status["alertLevel"] == "NONE"
     assert status["nextDue"].endswith("Z")
     assert read == {"data": {"userStatus": {"alertLevel": "NONE"}}}
+
+
+def test_a_parse_error_by_curl(server: Server) -> None:
+    done = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", examples()["parse-error"].against(server)],
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    # (text mode reads the CRLF line ends as "\n")
+    head, _, body = done.stdout.partition("\n\n")
+    status_line, *headers = head.splitlines()
+    assert status_line == "HTTP/1.1 400 Bad Request", done.stdout
+    assert "content-type: application/graphql-response+json; charset=utf-8" in headers, headers
+    (error,) = json.loads(body)["errors"]
+    assert error["message"] == "Syntax Error: Expected Name, found <EOF>."
+    assert error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
 
 
 def test_automatic_persisted_queries(server: Server) -> None:
@@ -284,3 +415,176 @@ async def test_resume_survives_a_server_restart_with_no_gap(node: str, tmp_path:
     assert seqs(seen) == written, (seen, stderr)
     assert written == list(range(1, 9))
     assert [json.loads(line)["description"] for line in seen] == [f"note {n}" for n in range(8)]
+
+
+async def run_to_exit(node: str, script: Path, *args: str) -> tuple[int, str, str]:
+    """Run a node program that ends by itself: exit code, stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(script),
+        *args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=script.parent,
+    )
+    try:
+        async with asyncio.timeout(SCRIPT_TIMEOUT):
+            stdout, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode(errors="replace")[-LOG_TAIL_CHARS:]
+
+
+STATUS_NOW = '{ userStatus(userId: "u1") { userId alertLevel nextDue version } }'
+
+
+def printed(output: str, label: str) -> list[dict[str, Any]]:
+    """The JSON printed after ``label`` on each line that starts with it."""
+    found = []
+    for line in output.splitlines():
+        if line.startswith(f"{label} "):
+            try:
+                found.append(json.loads(line.removeprefix(f"{label} ")))
+            except ValueError:
+                pytest.fail(f"not JSON after {label!r}: {line!r}\n{output}")
+    return found
+
+
+@pytest.mark.parametrize("name", ["apollo", "urql"])
+async def test_a_client_checks_in_and_sees_the_change_on_its_subscription(
+    node: str, server: Server, tmp_path: Path, name: str
+) -> None:
+    code, stdout, stderr = await run_to_exit(node, node_script(examples()[name], server, tmp_path))
+    assert code == 0, f"exit {code}\n{stdout}\n{stderr}"
+    assert stderr == "", stderr
+    # Its first check-in's status (version 1) on subscribing, then its second's.
+    statuses = printed(stdout, "status")
+    assert [status["version"] for status in statuses] == [1, 2], stdout
+    now = (await server.execute(STATUS_NOW))["userStatus"]
+    # (Apollo adds __typename to what it asks over the socket; urql does not.)
+    assert {k: v for k, v in statuses[-1].items() if k != "__typename"} == now, stdout
+    if name == "apollo":
+        # The normalised cache entry, keyed by userId, holds the subscription's change.
+        assert printed(stdout, "cached") == [statuses[-1]], stdout
+
+
+async def test_the_relay_environment_queries_and_subscribes(
+    node: str, server: Server, tmp_path: Path
+) -> None:
+    await server.execute(CHECK_IN)
+    module = node_script(examples()["relay"], server, tmp_path)
+    async with run_node(
+        node, "readme_relay.mjs", str(module), "u1", str(SCRIPT_TIMEOUT), log_dir=tmp_path
+    ) as client:
+        steps: dict[str, Any] = {}
+        while (message := await client.message(SCRIPT_TIMEOUT + 2)) is not None:
+            steps[message["op"]] = message["data"]
+            if message["op"] == "snapshot":
+                await server.execute(CHECK_IN)  # seen only through the subscription
+        code = await client.wait(5.0)
+    assert code == 0, client.describe()
+    first = {"userId": "u1", "alertLevel": "NONE", "version": 1}
+    assert steps == {"query": first, "snapshot": first, "change": {**first, "version": 2}}
+
+
+CHECK_IN_SEQS = """mutation {
+  recordCheckIn(input: {userId: "u1", intervalSeconds: 3600}) { activity { seq } status { seq } }
+}"""
+
+
+async def check_in_seqs(server: Server) -> tuple[int, int]:
+    """Check u1 in: the seqs of its check_in activity and of its new status."""
+    done = (await server.execute(CHECK_IN_SEQS))["recordCheckIn"]
+    return done["activity"]["seq"], done["status"]["seq"]
+
+
+def dashboard_views(lines: list[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in lines]
+
+
+async def assert_view_is_the_database(
+    server: Server, view: dict[str, Any], activities: list[int]
+) -> None:
+    """``view`` is what the database holds now: the status and the newest 20 activities."""
+    now = await server.execute(
+        '{ recentActivities(userId: "u1", first: 20) { edges { node { id seq type description } } }'
+        ' userStatus(userId: "u1") { alertLevel nextDue lastCheckIn } }'
+    )
+    assert view["status"] == now["userStatus"]
+    assert view["status"]["alertLevel"] == "NONE"
+    newest = [edge["node"] for edge in now["recentActivities"]["edges"]]
+    assert [
+        {key: activity[key] for key in ("id", "seq", "type", "description")}
+        for activity in view["activities"]
+    ] == newest
+    assert [activity["seq"] for activity in view["activities"]] == sorted(activities)[:-21:-1]
+
+
+async def test_the_dashboard_view_follows_every_change(
+    node: str, server: Server, tmp_path: Path
+) -> None:
+    process = await start_node(node, node_script(examples()["dashboard"], server, tmp_path))
+    seen: list[str] = []
+    try:
+        # The snapshot of a user with nothing yet, then one view per change.
+        await read_until(process, lambda lines: len(lines) == 1, seen, 15)
+        assert dashboard_views(seen) == [{"seq": 0, "status": None, "activities": []}]
+        activities = [await add(server, n) for n in range(3)]
+        activity, status = await check_in_seqs(server)
+        activities.append(activity)
+        activities += [await add(server, n) for n in range(3, 25)]
+        last = max(*activities, status)
+        await read_until(process, lambda lines: dashboard_views(lines)[-1]["seq"] == last, seen, 15)
+    finally:
+        stderr = await stop_node(process)
+    assert "Error" not in stderr, stderr
+    views = dashboard_views(seen)
+    assert [view["seq"] for view in views] == list(range(last + 1)), seen
+    await assert_view_is_the_database(server, views[-1], activities)
+
+
+async def test_the_dashboard_resumes_after_a_server_restart(node: str, tmp_path: Path) -> None:
+    first = await asyncio.to_thread(start_server, tmp_path, name="before")
+    servers = [first]
+    process = None
+    seen: list[str] = []
+    try:
+        activity, status = await check_in_seqs(first)
+        activities = [activity, *[await add(first, n) for n in range(3)]]
+        process = await start_node(node, node_script(examples()["dashboard"], first, tmp_path))
+        await read_until(process, lambda lines: len(lines) == 1, seen, SCRIPT_TIMEOUT)
+        assert dashboard_views(seen)[0]["seq"] == max(*activities, status)  # the snapshot
+        activities.append(await add(first, 3))
+        await read_until(process, lambda lines: len(lines) == 2, seen, SCRIPT_TIMEOUT)
+
+        await asyncio.to_thread(first.stop)
+        # Written while the client cannot connect (the same database, served on
+        # another port): the view gets them only by resuming with `after`.
+        elsewhere = await asyncio.to_thread(start_server, tmp_path, name="elsewhere")
+        servers.append(elsewhere)
+        activities += [await add(elsewhere, n) for n in range(4, 7)]
+        activity, status = await check_in_seqs(elsewhere)
+        activities.append(activity)
+        await asyncio.to_thread(elsewhere.stop)
+        second = await asyncio.to_thread(
+            start_server, tmp_path, name="after", port=first.port, attempts=1
+        )
+        servers.append(second)
+        activities.append(await add(second, 7))  # live again after the replay
+        last = max(*activities, status)
+        await read_until(
+            process, lambda lines: dashboard_views(lines)[-1]["seq"] == last, seen, SCRIPT_TIMEOUT
+        )
+        views = dashboard_views(seen)
+        await assert_view_is_the_database(second, views[-1], activities)
+    finally:
+        stderr = await stop_node(process) if process is not None else ""
+        for running in servers:
+            await asyncio.to_thread(running.stop)
+    # One view per change after the snapshot: none lost, none twice, none out of order.
+    seqs = [view["seq"] for view in views]
+    assert seqs == list(range(seqs[0], last + 1)), (seen, stderr)
