@@ -38,6 +38,7 @@ from .ops import create_ops_router
 from .router import create_router
 from .schema import create_schema
 from .settings import Settings
+from .shutdown import Drain, DrainGate
 
 __all__ = ["create_app"]
 
@@ -154,6 +155,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if settings.openapi_docs and not settings.production else None,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outermost: on SIGTERM it refuses new work and closes sockets with 1001 (gql/shutdown.py).
+    app.state.drain = Drain()
+    app.add_middleware(DrainGate, drain=app.state.drain)
     app.add_exception_handler(AuthenticationError, _unauthenticated)
     app.include_router(create_router(settings, create_schema(settings)), prefix="/graphql")
     if settings.graphiql and not settings.production:

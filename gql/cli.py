@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,8 +14,6 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 __all__ = ["main"]
-
-SHUTDOWN_GRACE_SECONDS = 10
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -26,6 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .http_timeouts import timed_protocol
     from .logs import log_config
     from .settings import get_settings
+    from .shutdown import GracefulServer
 
     settings = get_settings()
     if not settings.auth_enabled and not _is_loopback(args.host):
@@ -36,10 +36,16 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if (problem := _port_taken(args.host, args.port)) is not None:
+        print(problem, file=sys.stderr)
+        return 2
     if not args.no_migrate:
+        # One line per migration is noise on every start; `migrate` still shows them.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         upgrade(settings.database_url)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
@@ -53,11 +59,27 @@ def _serve(args: argparse.Namespace) -> int:
         ),
         # uvicorn refuses longer frames itself (close 1009) before buffering them.
         ws_max_size=settings.max_ws_frame_bytes,
-        # A client that stalls mid-request must not hold a shutdown (or a
-        # deploy) hostage: after this many seconds open connections are dropped.
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
+    # SIGTERM drains (gql/shutdown.py); a client that stalls mid-request cannot
+    # hold the exit past SHUTDOWN_TIMEOUT.
+    GracefulServer(config, app=app, timeout=settings.shutdown_timeout).run()
     return 0
+
+
+def _port_taken(host: str, port: int) -> str | None:
+    """Why ``serve`` cannot listen on ``host:port`` (something already does), or None."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        # As uvicorn binds: a port left in TIME_WAIT by a previous run is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            return (
+                f"cannot serve on {host}:{port}: {exc.strerror or exc}; "
+                f"choose another port: checkin-realtime serve --port {port + 1} "
+                f"(or make serve PORT={port + 1})"
+            )
+    return None
 
 
 def _is_loopback(host: str) -> bool:

@@ -6,7 +6,7 @@
   routes new clients elsewhere. Its body is ``{"ready": bool, "checks":
   {"database", "store", "broker", "relay", "capacity": bool}, "relay_leader":
   bool}``; ``relay_leader`` tells which instance relays the outbox and does not
-  affect readiness.
+  affect readiness. From SIGTERM on it is 503 whatever the checks say (:mod:`gql.shutdown`).
 * ``/metrics``: Prometheus metrics (see :class:`ServiceMetrics`, :mod:`sync.metrics`).
 """
 
@@ -55,7 +55,9 @@ def create_ops_router(registry: CollectorRegistry) -> APIRouter:
             "relay": services.relay.running,
             "capacity": not services.admission.full,
         }
-        ready = all(checks.values())
+        # Shutting down (gql/shutdown.py): 503 at once, so the load balancer drains us.
+        draining = request.app.state.drain.draining
+        ready = all(checks.values()) and not draining
         body = {"ready": ready, "checks": checks, "relay_leader": services.relay.leading}
         return JSONResponse(body, status_code=200 if ready else 503)
 
