@@ -17,6 +17,9 @@ __all__ = ["main"]
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # Alembic logs its plugins on import and each migration step at INFO: noise on
+    # every start (`migrate` still shows them).
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     import uvicorn
 
     from db.migrate import upgrade
@@ -40,8 +43,6 @@ def _serve(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
         return 2
     if not args.no_migrate:
-        # One line per migration is noise on every start; `migrate` still shows them.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
         upgrade(settings.database_url)
     app = create_app(settings)
     config = uvicorn.Config(
