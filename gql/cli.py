@@ -7,7 +7,7 @@ import ipaddress
 import logging
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -141,6 +141,47 @@ def _resync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from rich.console import Console
+
+    from .simulate import Simulator, simulate
+
+    # One INFO line per request would bury the display.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    simulator = Simulator(
+        url=args.url,
+        users=args.users,
+        rate=args.rate,
+        token=args.token,
+        interval=args.interval,
+        miss=args.miss,
+        seed=args.seed,
+    )
+    console = Console(stderr=args.json)
+    live = console.is_terminal and not args.json
+    try:
+        stats = asyncio.run(simulate(simulator, duration=args.duration, console=console, live=live))
+    except KeyboardInterrupt:
+        stats = simulator.stats
+    summary = stats.summary()
+    if args.json:
+        print(json.dumps(summary))
+    return 1 if summary["writes"] and summary["errors"] >= summary["writes"] else 0
+
+
+def _positive(kind: type[float] | type[int]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+        return value
+
+    return parse
+
+
 def _export_schema(args: argparse.Namespace) -> int:
     from .schema import schema_sdl
 
@@ -177,6 +218,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     resync.add_argument("--user", action="append", metavar="ID", help="only this user (repeatable)")
     resync.set_defaults(run=_resync)
+
+    sim = commands.add_parser(
+        "simulate",
+        help="drive realistic traffic (check-ins, missed check-ins, notes) and show it live",
+    )
+    sim.add_argument("--url", default="http://127.0.0.1:8000/graphql")
+    sim.add_argument("--users", type=_positive(int), default=50, help="simulated users")
+    sim.add_argument("--rate", type=_positive(float), default=5.0, help="writes per second")
+    sim.add_argument("--token", help="a service-role token (not needed in dev mode)")
+    sim.add_argument("--interval", type=_positive(float), help="seconds between a user's check-ins")
+    sim.add_argument("--miss", type=float, default=0.05, help="share of check-ins missed")
+    sim.add_argument("--duration", type=_positive(float), help="seconds (default: until Ctrl-C)")
+    sim.add_argument("--seed", type=int, help="for a repeatable run")
+    sim.add_argument(
+        "--json", action="store_true", help="no live display; print a JSON summary at the end"
+    )
+    sim.set_defaults(run=_simulate)
 
     export = commands.add_parser("export-schema", help="write the schema SDL")
     export.add_argument("-o", "--output", default="schema.graphql", help="file, or - for stdout")
