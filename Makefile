@@ -47,9 +47,10 @@ port-free:
 	sys.exit(busy and "port $(PORT) on $(HOST) is in use; choose another: make serve PORT=$(shell expr $(PORT) + 1)")'
 
 ## test: install what the tests need (Chromium too, when missing and apt-get can), lint,
-## type-check, run every test on 2 processes (PYTEST_ARGS="-n 0" for one)
+## type-check, run every test on $(JOBS) pytest-xdist workers (JOBS=0: in one process)
+JOBS ?= 2
 test: $(VENV)/.stamp-test e2e-deps chromium lint typecheck
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
 
 # The GraphiQL browser test needs Chromium: install the Debian package when we can
 # (as root with apt-get); otherwise that one test skips with its reason (fails under CI).
