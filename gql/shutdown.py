@@ -94,22 +94,28 @@ class Drain:
             self._no_requests.set()
 
     async def close_sockets(self) -> int:
-        """Close every open WebSocket with 1001 (going away); returns how many."""
-        closed = 0
-        for socket in list(self._sockets):
-            if not socket.accepted or socket.closed:
-                continue
+        """Close every open WebSocket with 1001 (going away); returns how many.
+
+        All at once: each close waits for the client's closing handshake, and a
+        stalled client must not hold up the others.
+        """
+        sockets = [s for s in self._sockets if s.accepted and not s.closed]
+        for socket in sockets:
             socket.closed = True
-            with contextlib.suppress(Exception):  # a client gone meanwhile
-                await socket.send(
+        results = await asyncio.gather(
+            *(
+                socket.send(
                     {
                         "type": "websocket.close",
                         "code": CloseCode.GOING_AWAY,
                         "reason": GOING_AWAY_REASON,
                     }
                 )
-                closed += 1
-        return closed
+                for socket in sockets
+            ),
+            return_exceptions=True,  # a client gone meanwhile
+        )
+        return sum(1 for result in results if not isinstance(result, BaseException))
 
 
 class DrainGate:
