@@ -5,22 +5,27 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test soak lint typecheck schema migrate e2e-deps clean
+.PHONY: serve port-free test chromium soak lint typecheck schema migrate e2e-deps clean
+
+# Quiet installs: no progress, no pip version nag, and no setuptools warning box about
+# editable installs (a UserWarning from the build backend, which pip shows since 24).
+PIP_INSTALL := PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install -q \
+	--disable-pip-version-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 
 $(VENV)/.stamp-run: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e .
+	$(PIP_INSTALL) -e .
 	touch $@
 
 $(VENV)/.stamp-bench: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[bench]'
+	$(PIP_INSTALL) -e '.[bench]'
 	touch $@ $(VENV)/.stamp-run
 
 $(VENV)/.stamp-test: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PIP_INSTALL) -e '.[test]'
 	touch $@ $(VENV)/.stamp-run $(VENV)/.stamp-bench
 
 tests/e2e/node_modules/.stamp: tests/e2e/package.json tests/e2e/package-lock.json
@@ -30,12 +35,34 @@ tests/e2e/node_modules/.stamp: tests/e2e/package.json tests/e2e/package-lock.jso
 e2e-deps: tests/e2e/node_modules/.stamp
 
 ## serve: install if needed, migrate the SQLite database, serve GraphQL + GraphiQL on http://$(HOST):$(PORT)/graphql
-serve: $(VENV)/.stamp-run
-	$(VENV)/bin/checkin-realtime serve --host $(HOST) --port $(PORT)
+## (another port: make serve PORT=8001). The port is checked first, before anything is installed.
+# exec: the server gets the signals itself and make reports no "*** Terminated".
+serve: port-free $(VENV)/.stamp-run
+	exec $(VENV)/bin/checkin-realtime serve --host $(HOST) --port $(PORT)
 
-## test: install what the tests need, lint, type-check, run every test
-test: $(VENV)/.stamp-test e2e-deps lint typecheck
-	$(PY) -m pytest $(PYTEST_ARGS)
+# Plain python3 (no venv yet): fails when something already listens on HOST:PORT.
+port-free:
+	@$(PYTHON) -c 'import socket, sys; s = socket.socket(); s.settimeout(1); \
+	busy = s.connect_ex(("$(HOST)", $(PORT))) == 0; \
+	sys.exit(busy and "port $(PORT) on $(HOST) is in use; choose another: make serve PORT=$(shell expr $(PORT) + 1)")'
+
+## test: install what the tests need (Chromium too, when missing and apt-get can), lint,
+## type-check, run every test on $(JOBS) pytest-xdist workers (JOBS=0: in one process)
+JOBS ?= 2
+test: $(VENV)/.stamp-test e2e-deps chromium lint typecheck
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
+
+# The GraphiQL browser test needs Chromium: install the Debian package when we can
+# (as root with apt-get); otherwise that one test skips with its reason (fails under CI).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Chromium (Debian package) for the GraphiQL browser test"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	      >/dev/null) || echo "could not install chromium; the GraphiQL browser test will skip"; \
+	  else \
+	    echo "chromium is missing and cannot be installed here; the GraphiQL browser test will skip"; \
+	  fi; }
 
 ## soak: one serve, 2,000 idle subscriptions, 20 live subscribers, 40 writes/s for $(MINUTES) minutes;
 ## PASS when RSS stays within +-5 % from minute 1 and every event arrives (bench/soak-results.json)

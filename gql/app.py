@@ -47,6 +47,7 @@ from .tracing import install_global_provider, schema_extensions
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
+from .shutdown import Drain, DrainGate
 
 __all__ = ["create_app"]
 
@@ -197,6 +198,9 @@ def create_app(
         openapi_url="/openapi.json" if settings.openapi_docs and not settings.production else None,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outermost: on SIGTERM it refuses new work and closes sockets with 1001 (gql/shutdown.py).
+    app.state.drain = Drain()
+    app.add_middleware(DrainGate, drain=app.state.drain)
     # Outermost: every response, the body limit's and the 401s included, echoes the id.
     app.add_middleware(RequestId)
     app.add_exception_handler(AuthenticationError, _unauthenticated)

@@ -7,11 +7,13 @@ import asyncio
 import functools
 import ipaddress
 import logging
+import math
 import os
 import shutil
+import socket
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +25,14 @@ if TYPE_CHECKING:
 
 __all__ = ["main", "worker_http_protocol"]
 
-SHUTDOWN_GRACE_SECONDS = 10
 MAX_WORKERS = 64
 WORKER_START_TIMEOUT = 30
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # Alembic logs its plugins on import and each migration step at INFO: noise on
+    # every start (`migrate` still shows them).
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     import uvicorn
 
     from db.migrate import upgrade
@@ -37,6 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .http_timeouts import timed_protocol
     from .logs import log_config
     from .settings import get_settings
+    from .shutdown import GracefulServer
 
     settings = get_settings()
     if not settings.auth_enabled and not _is_loopback(args.host):
@@ -47,13 +52,17 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if (problem := _port_taken(args.host, args.port)) is not None:
+        print(problem, file=sys.stderr)
+        return 2
     if not args.no_migrate:
         upgrade(settings.database_url)
     if args.workers > 1:
         return _serve_workers(args, settings)
     _fresh_metrics_dir()
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
@@ -67,10 +76,10 @@ def _serve(args: argparse.Namespace) -> int:
         ),
         # uvicorn refuses longer frames itself (close 1009) before buffering them.
         ws_max_size=settings.max_ws_frame_bytes,
-        # A client that stalls mid-request must not hold a shutdown (or a
-        # deploy) hostage: after this many seconds open connections are dropped.
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
+    # SIGTERM drains (gql/shutdown.py); a client that stalls mid-request cannot
+    # hold the exit past SHUTDOWN_TIMEOUT.
+    GracefulServer(config, app=app, timeout=settings.shutdown_timeout).run()
     return 0
 
 
@@ -98,7 +107,7 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> int:
             lifespan="on",
             http="gql.cli:worker_http_protocol",
             ws_max_size=settings.max_ws_frame_bytes,
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
             # A worker's start (imports, then the lifespan) can take longer than
             # uvicorn's 5 s on a busy machine; it would be killed and restarted in a loop.
             timeout_worker_healthcheck=WORKER_START_TIMEOUT,
@@ -152,6 +161,22 @@ def _positive_workers(text: str) -> int:
     if not 1 <= value <= MAX_WORKERS:
         raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_WORKERS}")
     return value
+
+
+def _port_taken(host: str, port: int) -> str | None:
+    """Why ``serve`` cannot listen on ``host:port`` (something already does), or None."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        # As uvicorn binds: a port left in TIME_WAIT by a previous run is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            return (
+                f"cannot serve on {host}:{port}: {exc.strerror or exc}; "
+                f"choose another port: checkin-realtime serve --port {port + 1} "
+                f"(or make serve PORT={port + 1})"
+            )
+    return None
 
 
 def _is_loopback(host: str) -> bool:
@@ -215,6 +240,47 @@ def _resync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from rich.console import Console
+
+    from .simulate import Simulator, simulate
+
+    # One INFO line per request would bury the display.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    simulator = Simulator(
+        url=args.url,
+        users=args.users,
+        rate=args.rate,
+        token=args.token,
+        interval=args.interval,
+        miss=args.miss,
+        seed=args.seed,
+    )
+    console = Console(stderr=args.json)
+    live = console.is_terminal and not args.json
+    try:
+        stats = asyncio.run(simulate(simulator, duration=args.duration, console=console, live=live))
+    except KeyboardInterrupt:
+        stats = simulator.stats
+    summary = stats.summary()
+    if args.json:
+        print(json.dumps(summary))
+    return 1 if summary["writes"] and summary["errors"] >= summary["writes"] else 0
+
+
+def _positive(kind: type[float] | type[int]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+        return value
+
+    return parse
+
+
 def _export_schema(args: argparse.Namespace) -> int:
     from .schema import schema_sdl
 
@@ -257,6 +323,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     resync.add_argument("--user", action="append", metavar="ID", help="only this user (repeatable)")
     resync.set_defaults(run=_resync)
+
+    sim = commands.add_parser(
+        "simulate",
+        help="drive realistic traffic (check-ins, missed check-ins, notes) and show it live",
+    )
+    sim.add_argument("--url", default="http://127.0.0.1:8000/graphql")
+    sim.add_argument("--users", type=_positive(int), default=50, help="simulated users")
+    sim.add_argument("--rate", type=_positive(float), default=5.0, help="writes per second")
+    sim.add_argument("--token", help="a service-role token (not needed in dev mode)")
+    sim.add_argument("--interval", type=_positive(float), help="seconds between a user's check-ins")
+    sim.add_argument("--miss", type=float, default=0.05, help="share of check-ins missed")
+    sim.add_argument("--duration", type=_positive(float), help="seconds (default: until Ctrl-C)")
+    sim.add_argument("--seed", type=int, help="for a repeatable run")
+    sim.add_argument(
+        "--json", action="store_true", help="no live display; print a JSON summary at the end"
+    )
+    sim.set_defaults(run=_simulate)
 
     export = commands.add_parser("export-schema", help="write the schema SDL")
     export.add_argument("-o", "--output", default="schema.graphql", help="file, or - for stdout")

@@ -79,6 +79,8 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     """The legacy client sent ``connection_terminate`` (RFC 6455 section 7.4.1)."""
+    GOING_AWAY = 1001
+    """The instance is shutting down; resubscribe elsewhere with ``after`` (RFC 6455 7.4.1)."""
     POLICY_VIOLATION = 1008
     """Over ``MAX_SOCKETS_PER_USER``/``_SERVICE`` at ``connection_init``, or a socket
     sending over ``WS_MESSAGES_PER_SECOND`` (RFC 6455 7.4.1)."""

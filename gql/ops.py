@@ -8,7 +8,7 @@
   bool}``, except that ``"store"`` is ``"absent"`` when no realtime store is
   configured (``REALTIME_URL`` empty: queries read the database, which is no
   fault); ``relay_leader`` tells which instance relays the outbox and does not
-  affect readiness.
+  affect readiness. From SIGTERM on it is 503 whatever the checks say (:mod:`gql.shutdown`).
 * ``/metrics``: Prometheus metrics (see :class:`ServiceMetrics`, :mod:`sync.metrics`,
   :mod:`gql.metrics`); with several worker processes, every process's values
   summed (see :func:`gql.metrics.exposition_registry`).
@@ -64,7 +64,12 @@ def create_ops_router(registry: CollectorRegistry) -> APIRouter:
             "relay": services.relay.running,
             "capacity": not services.admission.full,
         }
-        ready = all(value is True or value == STORE_ABSENT for value in checks.values())
+        # Shutting down (gql/shutdown.py): 503 at once, so the load balancer drains us.
+        draining = request.app.state.drain.draining
+        ready = (
+            all(value is True or value == STORE_ABSENT for value in checks.values())
+            and not draining
+        )
         body = {"ready": ready, "checks": checks, "relay_leader": services.relay.leading}
         return JSONResponse(body, status_code=200 if ready else 503)
 

@@ -270,6 +270,13 @@ class Settings(SecuritySettings):
         5.0, gt=0, description="Seconds a WebSocket client has to send connection_init."
     )
     graphiql: bool = Field(True, description="Serve GraphiQL at GET /graphql.")
+    shutdown_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds `serve` takes at most from SIGTERM to exit: drain requests, "
+        "flush the relay, close WebSockets with 1001.",
+    )
     # Escalation of missed check-ins (sync/escalation.py): LEVEL:SECONDS after nextDue,
     # levels and delays rising together; empty turns escalation off.
     escalation_policy: Annotated[Policy, NoDecode, BeforeValidator(_parse_policy)] = Field(

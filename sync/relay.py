@@ -114,6 +114,11 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_prune = 0.0
+        # Rounds started and finished, and what the last finished one claimed (for flush).
+        self._started = 0
+        self._finished = 0
+        self._claimed = 0
+        self._round_done = asyncio.Event()
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
@@ -165,8 +170,11 @@ class Relay:
                 # the holder hears of them through the database.
                 await asyncio.sleep(self.poll_interval)
                 continue
+            self._started += 1
             try:
                 done = await self.run_once()
+                self._finished, self._claimed = self._started, done
+                self._round_done.set()
                 await self._maybe_prune()
                 delay = self.retry_base
             except Exception:
@@ -177,6 +185,30 @@ class Relay:
             if done >= self.batch_size:
                 continue
             await self._idle()
+
+    async def flush(self, timeout: float) -> bool:
+        """Publish every entry due now, before a shutdown; whether none is left in time.
+
+        Returns at once where another process relays (PostgreSQL): the lease
+        holder publishes what this one committed. Entries waiting for a retry
+        (the store or broker is away) are not due and stay for the next relay.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.running and self.leading:
+            # A round that starts after this point sees every commit made before it.
+            wanted = self._started + 1
+            self.notify()
+            while self._finished < wanted:
+                self._round_done.clear()
+                left = deadline - loop.time()
+                if left <= 0:
+                    return False
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._round_done.wait(), left)
+            if self._claimed == 0:
+                return True
+        return True
 
     async def _idle(self) -> None:
         with suppress(TimeoutError):

@@ -34,6 +34,27 @@ from db.models import Base
 from gql import Settings, create_app
 from gql.context import Services
 
+# `make test` runs two pytest-xdist workers (--dist loadgroup). Every fixture is
+# per worker already: PostgreSQL databases and Redis prefixes get random names,
+# servers free ports, fault tests their own Redis and PostgreSQL processes. The
+# long tests here each load both cores with a server and hundreds of clients while
+# they measure it, and the escalation tests time steps to within a second: they all
+# run on one worker, one after the other, so that none of them runs beside another.
+_ONE_AT_A_TIME = (
+    "tests/test_soak.py",
+    "tests/faults/test_slow_consumer.py",
+    "tests/faults/test_store_down.py",
+    "tests/test_escalation.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.nodeid.split("::")[0] in _ONE_AT_A_TIME:
+            item.add_marker(pytest.mark.xdist_group("measured-under-load"))
+
 
 def require_service(available: bool, reason: str) -> None:
     """Skip when a service or tool is missing, but fail under CI, where everything must run."""
