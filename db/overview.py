@@ -77,13 +77,13 @@ def _levels(alert_levels: Sequence[AlertLevel] | None, after: StatusKey | None) 
     return sorted(r for r in ranks if after is None or r >= after.rank)
 
 
-def _all_levels(first: int, after: StatusKey | None) -> Select[UserStatus]:
+def _all_levels(first: int, after: StatusKey | None, *, seek: bool) -> Select[UserStatus]:
     """No filter: one range scan of the urgency index from the cursor on."""
     stmt = select(UserStatus)
     if after is not None:
-        # The row comparison is the whole key; ``rank >= ...`` lets SQLite seek to the level.
-        key = tuple_(Urgency(), DueKey(), UserStatus.user_id)
-        stmt = stmt.where(Urgency() >= after.rank, key > tuple_(*after))
+        stmt = stmt.where(tuple_(Urgency(), DueKey(), UserStatus.user_id) > tuple_(*after))
+        if seek:
+            stmt = stmt.where(Urgency() >= after.rank)
     return stmt.order_by(Urgency(), DueKey(), UserStatus.user_id).limit(first + 1)
 
 
@@ -92,6 +92,8 @@ def _per_level(
     due: ColumnElement[bool] | None,
     first: int,
     after: StatusKey | None,
+    *,
+    seek: bool,
 ) -> Select[UserStatus]:
     """Filters: one range scan per level, ``first + 1`` rows each at most, merged in order.
 
@@ -103,11 +105,10 @@ def _per_level(
         if due is not None:
             part = part.where(due)
         if after is not None and level == after.rank:
-            # ``due >= ...`` is implied by the row comparison; it lets SQLite seek.
-            part = part.where(
-                DueKey() >= after.due,
-                tuple_(DueKey(), UserStatus.user_id) > tuple_(after.due, after.user_id),
-            )
+            key = tuple_(DueKey(), UserStatus.user_id)
+            part = part.where(key > tuple_(after.due, after.user_id))
+            if seek:
+                part = part.where(DueKey() >= after.due)
         part = part.order_by(DueKey(), UserStatus.user_id).limit(first + 1)
         if len(ranks) == 1:
             return part  # one level: its index range is the page, nothing to merge
@@ -150,8 +151,11 @@ async def page(
     """
     if not 1 <= first <= MAX_PAGE_SIZE:
         raise InvalidInput("first", f"must be between 1 and {MAX_PAGE_SIZE} (got {first})")
+    # SQLite seeks on a row comparison only with a plain range beside it. PostgreSQL
+    # needs none, and would count the redundant range twice in its row estimate.
+    seek = session.get_bind().dialect.name == "sqlite"
     if alert_levels is None and overdue is None:
-        stmt = _all_levels(first, after)
+        stmt = _all_levels(first, after, seek=seek)
     else:
         now = now or utcnow()
         ranks = _levels(alert_levels, after)
@@ -160,6 +164,6 @@ async def page(
             ranks = [r for r in ranks if r != after.rank]
         if not ranks:
             return StatusPage(rows=[], has_next=False)
-        stmt = _per_level(ranks, _due_filter(overdue, now), first, after)
+        stmt = _per_level(ranks, _due_filter(overdue, now), first, after, seek=seek)
     rows = (await session.scalars(stmt)).all()
     return StatusPage(rows=rows[:first], has_next=len(rows) > first)

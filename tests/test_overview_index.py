@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -37,7 +37,7 @@ SHAPES: list[tuple[str, dict[str, Any], bool]] = [
     ("keyset page", {"after": DEEP}, False),
     ("one level", {"alert_levels": [AlertLevel.ALERT], "after": StatusKey(1, NOW, "u5")}, False),
     ("levels", {"alert_levels": [AlertLevel.EMERGENCY, AlertLevel.WARNING]}, True),
-    ("overdue", {"overdue": True, "after": StatusKey(2, NOW, "u5")}, True),
+    ("overdue", {"overdue": True, "after": StatusKey(2, NOW - timedelta(hours=6), "u5")}, True),
     ("not overdue", {"overdue": False, "after": DEEP}, True),
     ("overdue level", {"overdue": True, "alert_levels": [AlertLevel.NONE]}, False),
 ]
