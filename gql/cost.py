@@ -3,8 +3,9 @@
 Each selected field costs its weight: 1, or for a field whose value may be
 large, the KiB its documented limit allows (:data:`TYPE_WEIGHTS`,
 :data:`FIELD_WEIGHTS`: ``metadata`` 16, ``description`` 2). A field with a
-``first`` argument multiplies the cost of what is selected under it by
-``first``: its literal, its variable's coerced value (``100.0`` is the Int
+``first`` argument (or the argument :data:`COUNT_ARGUMENTS` names, such as
+``dashboard``'s ``activities``) multiplies the cost of what is selected under
+it by its value: its literal, its variable's coerced value (``100.0`` is the Int
 100), else the variable's or the argument's default. So the cost is roughly
 the response's worst size in KiB; the escaping of non-ASCII characters can
 make it larger, which ``MAX_RESPONSE_BYTES`` (:mod:`gql.response_size`) bounds.
@@ -37,7 +38,13 @@ from graphql.language import OperationType as AstOperationType
 
 from db.validation import DESCRIPTION_MAX_CHARS, METADATA_MAX_BYTES
 
-__all__ = ["FIELD_WEIGHTS", "TYPE_WEIGHTS", "coerced_variables", "operation_cost"]
+__all__ = [
+    "COUNT_ARGUMENTS",
+    "FIELD_WEIGHTS",
+    "TYPE_WEIGHTS",
+    "coerced_variables",
+    "operation_cost",
+]
 
 COST_UNIT_BYTES = 1024
 
@@ -52,6 +59,8 @@ FIELD_WEIGHTS: Mapping[tuple[str, str], int] = {
     ("Activity", "description"): _kib(DESCRIPTION_MAX_CHARS),
 }
 """Weight of these fields, by (parent type, field name)."""
+COUNT_ARGUMENTS: Mapping[tuple[str, str], str] = {("Subscription", "dashboard"): "activities"}
+"""Fields whose list size another argument than ``first`` bounds, by (parent type, field name)."""
 
 
 def coerced_variables(
@@ -128,16 +137,19 @@ def _field_cost(
     if node.selection_set is None:
         weight = FIELD_WEIGHTS.get((parent.name, node.name.value))
         return weight if weight is not None else TYPE_WEIGHTS.get(named.name, 1)
-    return 1 + _first(node, field, variables) * cost(node.selection_set, named)
+    count = COUNT_ARGUMENTS.get((parent.name, node.name.value), "first")
+    return 1 + _first(node, field, variables, count) * cost(node.selection_set, named)
 
 
-def _first(node: FieldNode, field: GraphQLField, variables: VariableValues) -> int:
-    """The coerced value of the field's ``first`` argument, or 1 if it has none."""
-    if "first" not in field.args:
+def _first(
+    node: FieldNode, field: GraphQLField, variables: VariableValues, name: str = "first"
+) -> int:
+    """The coerced value of the field's ``first`` (or ``name``) argument, or 1 if it has none."""
+    if name not in field.args:
         return 1
     try:
         arguments = get_argument_values(field, node, variables)
     except GraphQLError:
         return 1  # an invalid literal: validation refuses the document
-    value = arguments.get(field.args["first"].out_name or "first")
+    value = arguments.get(field.args[name].out_name or name)
     return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 1

@@ -31,15 +31,16 @@ import strawberry
 from graphql import GraphQLError
 
 from db import OutboxKind
+from db.dashboard import check_activities
 from db.validation import check_user_id
 from sync import ChannelDisconnected, ChannelError, EventStream, SubscriberOverflow
-from sync.channels import CursorExpired, StatusStream
+from sync.channels import CursorExpired, DashboardStream, StatusStream
 
 from .codes import ErrorCode
 from .context import Context
 from .errors import BadUserInput, user_input
 from .permissions import ADMIN_ONLY, OWN_USER, Authorize
-from .types import Activity, UserStatus
+from .types import Activity, DashboardUpdate, UserStatus
 
 __all__ = ["Subscription"]
 
@@ -68,7 +69,7 @@ def _ended(exc: Exception, after: int | None) -> GraphQLError:
     return GraphQLError(message, extensions=extensions)
 
 
-_Stream = TypeVar("_Stream", EventStream, StatusStream)
+_Stream = TypeVar("_Stream", EventStream, StatusStream, DashboardStream)
 
 
 def _check(user_id: str, after: int | None) -> None:
@@ -129,6 +130,33 @@ class Subscription:
         async with _resumable(statuses, after) as stream:
             async for status in stream:
                 yield UserStatus.from_payload(status)
+
+    @strawberry.subscription(
+        extensions=[Authorize(OWN_USER)],
+        description=(
+            "The user's dashboard at one watermark: without `after`, a snapshot "
+            "(reset: true) of the status and newest activities at one seq, then one "
+            "delta per change, each at seq + 1. With `after`, the changes after it "
+            "first; a cursor past retention, or a client that falls SUBSCRIBER_QUEUE "
+            "changes behind, gets a fresh snapshot instead."
+        ),
+    )
+    async def dashboard(
+        self,
+        info: Info,
+        user_id: str,
+        after: Annotated[int | None, strawberry.argument(description=AFTER_DESCRIPTION)] = None,
+        activities: Annotated[
+            int, strawberry.argument(description="Activities in a snapshot, 1-100.")
+        ] = 20,
+    ) -> AsyncGenerator[DashboardUpdate, None]:
+        _check(user_id, after)
+        with user_input():
+            check_activities(activities)
+        opening = info.context.channels.dashboard(user_id, after=after, activities=activities)
+        async with _resumable(opening, after) as stream:
+            async for update in stream:
+                yield DashboardUpdate.from_update(update)
 
     @strawberry.subscription(
         extensions=[Authorize(ADMIN_ONLY)],

@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 
 from db.models import AlertLevel
 from db.payloads import ActivityPayload, StatusPayload
+from sync.dashboard import DashboardUpdate as DashboardUpdatePayload
 
 from .cursors import encode_cursor, encode_status_cursor
 
@@ -19,6 +20,7 @@ __all__ = [
     "ActivityEdge",
     "AlertLevel",
     "CheckInResult",
+    "DashboardUpdate",
     "PageInfo",
     "UserStatus",
     "UserStatusConnection",
@@ -165,3 +167,37 @@ class UserStatusConnection:
 class CheckInResult:
     activity: Activity
     status: UserStatus
+
+
+@strawberry.type(
+    description=(
+        "One message of the dashboard subscription. Applying every message up to seq S "
+        "(a reset replaces the view, a delta is applied to it) gives the user's state "
+        "as the database held it at S."
+    )
+)
+class DashboardUpdate:
+    seq: int = strawberry.field(
+        description="The watermark: this message brings the view up to seq."
+    )
+    reset: bool = strawberry.field(
+        description="true: a snapshot, replace the view; false: a delta, apply it (seq is +1)."
+    )
+    status: UserStatus | None = strawberry.field(
+        description="Snapshot: the current status (null if none). Delta: the new status, or null."
+    )
+    activities: list[Activity] = strawberry.field(
+        description=(
+            "Snapshot: the newest activities, newest first (by seq, commit order). "
+            "Delta: the added activity (prepend it, keep the newest), or []."
+        )
+    )
+
+    @classmethod
+    def from_update(cls, update: DashboardUpdatePayload) -> DashboardUpdate:
+        return cls(
+            seq=update.seq,
+            reset=update.reset,
+            status=None if update.status is None else UserStatus.from_payload(update.status),
+            activities=[Activity.from_payload(a) for a in update.activities],
+        )

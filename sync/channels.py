@@ -6,7 +6,8 @@ every user's status snapshots. Channel names hash the
 user id: PostgreSQL channel names are identifiers of at most 63 bytes, and
 user ids are opaque strings of up to 255 characters.
 
-Both seams of a subscription live here and in :mod:`sync.streams`: resuming
+Both seams of a subscription live here and in :mod:`sync.streams`
+(and :mod:`sync.dashboard` for the dashboard's snapshot at a watermark): resuming
 with ``after`` (replay from the outbox, then live) and starting from a status
 snapshot (then live). :class:`Channels` subscribes before anything is read, so
 neither seam has a gap or a duplicate. Resolvers only map what the streams
@@ -24,7 +25,9 @@ from typing import assert_never
 from broadcaster import Event
 
 from db import OutboxKind, SessionFactory
+from db.dashboard import check_activities
 
+from .dashboard import DashboardStream, MergedInbox
 from .events import ChangeEvent
 from .hub import Hub
 from .streams import CursorExpired, EventStream, StatusReader, StatusStream
@@ -34,6 +37,7 @@ __all__ = [
     "STATUS_FEED_CHANNEL",
     "Channels",
     "CursorExpired",
+    "DashboardStream",
     "EventStream",
     "StatusReader",
     "StatusStream",
@@ -148,6 +152,43 @@ class Channels:
         """
         async with self.user_events(user_id, OutboxKind.STATUS, after=after) as events:
             yield StatusStream(events, user_id=user_id, current=current if after is None else None)
+
+    @asynccontextmanager
+    async def dashboard(
+        self, user_id: str, *, after: int | None = None, activities: int
+    ) -> AsyncIterator[DashboardStream]:
+        """``user_id``'s dashboard: a snapshot at one watermark, then one delta per change.
+
+        Subscribes to both of the user's channels before anything is read.
+        With ``after``, the changes after it are replayed instead of a
+        snapshot; an ``after`` that can no longer be replayed starts with a
+        snapshot. Both inboxes conflate: a subscriber that falls behind gets
+        a fresh snapshot (see :mod:`sync.dashboard`), never an overflow.
+
+        Raises:
+            db.InvalidInput: ``activities`` is not 1-100.
+            ChannelDisconnected: the broker is unreachable.
+        """
+        check_activities(activities)
+        async with (
+            self.hub.subscribe(user_channel(user_id, OutboxKind.ACTIVITY), conflate=True) as added,
+            self.hub.subscribe(user_channel(user_id, OutboxKind.STATUS), conflate=True) as changed,
+        ):
+            inbox = MergedInbox(added, changed)
+            events = EventStream(inbox, sessions=self._sessions, user_id=user_id, after=after)
+            if after is not None:
+                try:
+                    await events.check_resumable()
+                except CursorExpired:
+                    after = None
+                    events = EventStream(inbox, sessions=self._sessions, user_id=user_id)
+            yield DashboardStream(
+                events,
+                sessions=self._sessions,
+                user_id=user_id,
+                activities=activities,
+                after=after,
+            )
 
     @asynccontextmanager
     async def feed_events(self) -> AsyncIterator[EventStream]:

@@ -12,14 +12,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
+
+from broadcaster import Event
 
 from db import OutboxKind, SessionFactory, outbox
 from db.payloads import StatusPayload
 
 from .events import ChangeEvent
-from .subscribers import Subscriber
 
-__all__ = ["REPLAY_PAGE", "CursorExpired", "EventStream", "StatusReader", "StatusStream"]
+__all__ = [
+    "REPLAY_PAGE",
+    "CursorExpired",
+    "EventStream",
+    "Inbox",
+    "StatusReader",
+    "StatusStream",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +41,18 @@ REPLAY_PAGE = 16
 #: Reads a user's current status payload, or ``None`` when the user has none;
 #: :meth:`sync.reads.Reader.user_status` is one.
 StatusReader = Callable[[str], Awaitable[StatusPayload | None]]
+
+
+class Inbox(Protocol):
+    """Where an :class:`EventStream` reads live events: a hub subscriber, or several merged.
+
+    :class:`sync.subscribers.Subscriber` is one, :class:`sync.dashboard.MergedInbox` another.
+
+    Iterating ends at a normal close and raises :class:`sync.subscribers.ChannelError`
+    when the subscription is cut off.
+    """
+
+    def __aiter__(self) -> AsyncIterator[Event]: ...
 
 
 class CursorExpired(Exception):
@@ -65,7 +86,7 @@ class EventStream:
 
     def __init__(
         self,
-        subscriber: Subscriber,
+        subscriber: Inbox,
         *,
         sessions: SessionFactory,
         user_id: str | None,
