@@ -225,6 +225,12 @@ class Settings(SecuritySettings):
         5.0, gt=0, description="Seconds a WebSocket client has to send connection_init."
     )
     graphiql: bool = Field(True, description="Serve GraphiQL at GET /graphql.")
+    dashboard_page: bool | None = Field(
+        None,
+        description="Serve the reference dashboard page at GET /dashboard; unset: on in "
+        "development, off in production.",
+        examples=["true"],
+    )
     # Escalation of missed check-ins (sync/escalation.py): LEVEL:SECONDS after nextDue,
     # levels and delays rising together; empty turns escalation off.
     escalation_policy: Annotated[Policy, NoDecode, BeforeValidator(_parse_policy)] = Field(
