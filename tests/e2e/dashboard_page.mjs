@@ -1,9 +1,14 @@
 // Drives the /dashboard page of the server in a real Chromium (playwright-core,
 // no downloaded browser) for tests/e2e/test_dashboard_page.py.
 //
-//   node dashboard_page.mjs PAGE_URL CHROMIUM OUT_DIR TIMEOUT_SECONDS
+//   node dashboard_page.mjs PAGE_URL CHROMIUM OUT_DIR TIMEOUT_SECONDS [TOKEN]
 //
-// It prints one JSON line per step and waits, between steps, for what the test
+// With TOKEN (a server that needs credentials) it waits for the page to ask for
+// a token, types it, and checks that u1 (seeded by the test) shows and opens;
+// its one line then also says where the token could be found afterwards
+// ("tokenSeen": the DOM, the input, the URL, storage, cookies or the console).
+//
+// Without TOKEN it prints one JSON line per step and waits, between steps, for what the test
 // sends over HTTP to show on the page:
 //
 //   {"event": "ready"}                 the page is connected (the test checks in u1)
@@ -19,7 +24,7 @@
 
 import { chromium } from "playwright-core";
 
-const [pageUrl, executablePath, outDir, timeoutArg] = process.argv.slice(2);
+const [pageUrl, executablePath, outDir, timeoutArg, token] = process.argv.slice(2);
 if (!pageUrl || !executablePath || !outDir || !timeoutArg) {
   process.stderr.write("usage: node dashboard_page.mjs PAGE_URL CHROMIUM OUT_DIR TIMEOUT_SECONDS\n");
   process.exit(64);
@@ -48,6 +53,7 @@ const watchdog = setTimeout(() => {
 // Every WebSocket the page opens goes through this proxy, which records what the
 // page sends and can drop the connection, as a network failure would.
 const sockets = [];
+const consoleText = [];
 
 async function waitFor(page, selector, what) {
   try {
@@ -84,45 +90,7 @@ function subscribes(entry, name) {
     .filter((message) => message.type === "subscribe" && message.payload.query.includes(name));
 }
 
-let browser;
-let page;
-try {
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    timeout: remaining(),
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-dev-shm-usage"],
-  });
-  const context = await browser.newContext({ viewport: VIEWPORT });
-  await context.route("**/*", (route) => {
-    const url = new URL(route.request().url());
-    if (LOOPBACK.has(url.hostname)) return route.continue();
-    report.blockedRequests.push(route.request().url());
-    return route.abort("blockedbyclient");
-  });
-  await context.routeWebSocket(/\/graphql$/, (ws) => {
-    const entry = { ws, sent: [] };
-    const server = ws.connectToServer();
-    ws.onMessage((message) => {
-      entry.sent.push(String(message));
-      server.send(message);
-    });
-    server.onMessage((message) => ws.send(message));
-    sockets.push(entry);
-  });
-  page = await context.newPage();
-  page.on("console", (message) => {
-    if (message.type() === "error") report.consoleErrors.push(message.text());
-  });
-  page.on("pageerror", (error) => report.pageErrors.push(String(error)));
-
-  log(`opening ${pageUrl}`);
-  const response = await page.goto(pageUrl, { waitUntil: "load", timeout: remaining() });
-  report.status = response?.status();
-  report.csp = response?.headers()["content-security-policy"] ?? null;
-  if (!response || !response.ok()) throw new Error(`GET ${pageUrl} answered ${report.status}`);
+async function escalation(page) {
   await waitFor(page, '#connection[data-state="connected"]', "a connected socket");
   emit({ event: "ready" });
 
@@ -173,6 +141,86 @@ try {
   report.finalScreenshot = `${outDir}/final.png`;
   await page.screenshot({ path: report.finalScreenshot, timeout: remaining() });
   report.viewport = VIEWPORT;
+}
+
+async function signIn(page) {
+  await waitFor(page, '#connection[data-state="refused"]', "the refused socket");
+  await page.locator("#token-form").waitFor({ state: "visible", timeout: remaining() });
+  report.notice = await page.locator("#notice").innerText();
+  await page.locator("#token").fill(token);
+  await page.locator("#token-form button").click({ timeout: remaining() });
+  await waitFor(page, '#connection[data-state="connected"]', "a connected socket");
+  await waitFor(page, '#users tr[data-user-id="u1"]', "u1 in the overview");
+  await page.locator('#users tr[data-user-id="u1"]').click({ timeout: remaining() });
+  await waitFor(page, '#feed li[data-type="check_in"]', "the check-in in u1's feed");
+  report.final = await state(page);
+  report.tokenFormHidden = await page.locator("#token-form").isHidden();
+  const where = await page.evaluate(
+    (secret) => ({
+      dom: document.documentElement.outerHTML.includes(secret),
+      input: document.getElementById("token").value.includes(secret),
+      url: location.href.includes(secret),
+      storage: [...Object.values(localStorage), ...Object.values(sessionStorage)].some((value) =>
+        value.includes(secret),
+      ),
+      cookie: document.cookie.includes(secret),
+    }),
+    token,
+  );
+  where.cookies = (await page.context().cookies()).some((cookie) => cookie.value.includes(token));
+  where.console = consoleText.some((text) => text.includes(token));
+  report.tokenSeen = Object.keys(where).filter((name) => where[name]);
+  report.sentInit = sockets
+    .flatMap((entry) => entry.sent.map((text) => JSON.parse(text)))
+    .filter((message) => message.type === "connection_init")
+    .map((message) => message.payload);
+}
+
+let browser;
+let page;
+try {
+  browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    timeout: remaining(),
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage"],
+  });
+  const context = await browser.newContext({ viewport: VIEWPORT });
+  await context.route("**/*", (route) => {
+    const url = new URL(route.request().url());
+    if (LOOPBACK.has(url.hostname)) return route.continue();
+    report.blockedRequests.push(route.request().url());
+    return route.abort("blockedbyclient");
+  });
+  await context.routeWebSocket(/\/graphql$/, (ws) => {
+    const entry = { ws, sent: [] };
+    const server = ws.connectToServer();
+    ws.onMessage((message) => {
+      entry.sent.push(String(message));
+      server.send(message);
+    });
+    server.onMessage((message) => ws.send(message));
+    sockets.push(entry);
+  });
+  page = await context.newPage();
+  page.on("console", (message) => {
+    consoleText.push(message.text());
+    if (message.type() === "error") report.consoleErrors.push(message.text());
+  });
+  page.on("pageerror", (error) => report.pageErrors.push(String(error)));
+
+  log(`opening ${pageUrl}`);
+  const response = await page.goto(pageUrl, { waitUntil: "load", timeout: remaining() });
+  report.status = response?.status();
+  report.csp = response?.headers()["content-security-policy"] ?? null;
+  if (!response || !response.ok()) throw new Error(`GET ${pageUrl} answered ${report.status}`);
+  if (token) {
+    await signIn(page);
+  } else {
+    await escalation(page);
+  }
   report.ok = true;
 } catch (error) {
   report.error = error instanceof Error ? error.message : String(error);

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import AUDIENCE, ISSUER, SECRET, token
 from tests.servers import start_server
 
 from .conftest import Server, run_node
@@ -108,6 +109,25 @@ async def _next(browser: Any, event: str) -> dict[str, Any]:
     assert message.get("event") == event, f"expected {event}, got {message}\n{browser.describe()}"
     result: dict[str, Any] = message
     return result
+
+
+@pytest.fixture
+def secured_server(tmp_path: Path) -> Iterator[Server]:
+    """A production server with tokens required and the page turned on."""
+    settings = {
+        "ENV": "production",
+        "DASHBOARD_PAGE": "true",
+        "JWT_SECRET": SECRET,
+        "JWT_AUDIENCE": AUDIENCE,
+        "JWT_ISSUER": ISSUER,
+        "ESCALATION_POLICY": "",
+    }
+    running = start_server(tmp_path, settings=settings)
+    try:
+        yield running
+    finally:
+        code = running.stop()
+    assert code in (0, -signal.SIGTERM), f"server exited with {code}:\n{running.log_tail()}"
 
 
 async def test_page_is_served_with_a_strict_policy(escalating_server: Server) -> None:
@@ -209,3 +229,40 @@ async def test_check_in_and_escalation_appear_live_and_resume_after_a_drop(
         assert len(colours) > 20, "a blank screenshot"
     assert alert[ALERT_ORANGE] > 500, alert.most_common(8)
     assert after[ALERT_ORANGE] == 0, after.most_common(8)
+
+
+async def test_a_token_is_asked_for_used_and_kept_nowhere(
+    node: str, chromium: str, secured_server: Server, tmp_path: Path
+) -> None:
+    admin = token("ops-1", role="admin")
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        seeded = await http.post(
+            secured_server.graphql_url,
+            json={"query": CHECK_IN, "variables": {"u": "u1", "s": 3600}},
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+    assert seeded.status_code == 200 and "errors" not in seeded.json(), seeded.text
+    async with (
+        asyncio.timeout(TEST_TIMEOUT),
+        run_node(
+            node,
+            "dashboard_page.mjs",
+            f"{secured_server.base_url}/dashboard",
+            chromium,
+            str(tmp_path),
+            str(BROWSER_TIMEOUT),
+            admin,
+            log_dir=tmp_path,
+        ) as browser,
+    ):
+        report = await browser.message(BROWSER_TIMEOUT + 6)
+        code = await browser.wait(10.0)
+    assert report is not None, browser.describe()
+    assert code == 0 and report["ok"] is True, report
+    assert "needs credentials" in report["notice"]
+    # Sent once the user typed it, in connection_init only; the first try had none.
+    assert report["sentInit"] == [{}, {"authorization": f"Bearer {admin}"}]
+    assert report["final"]["users"] == ["u1"] and report["final"]["feed"][0]["type"] == "check_in"
+    assert report["tokenFormHidden"] is True
+    assert report["tokenSeen"] == [], report["tokenSeen"]
+    assert report["pageErrors"] == [] and report["blockedRequests"] == [], report
