@@ -150,9 +150,22 @@ async function signIn(page) {
   await page.locator("#token").fill(token);
   await page.locator("#token-form button").click({ timeout: remaining() });
   await waitFor(page, '#connection[data-state="connected"]', "a connected socket");
-  await waitFor(page, '#users tr[data-user-id="u1"]', "u1 in the overview");
-  await page.locator('#users tr[data-user-id="u1"]').click({ timeout: remaining() });
+  // An admin sees everyone; a user's token is refused the list and opens its own user.
+  await waitFor(page, '#users tr[data-user-id="u1"], #overview-error:not([hidden])', "the list");
+  if (await page.locator("#overview-error").isVisible()) {
+    report.overviewError = await page.locator("#overview-error").innerText();
+    await page.locator("#open-user").fill("u1");
+    await page.locator("#open-form button").click({ timeout: remaining() });
+  } else {
+    await page.locator('#users tr[data-user-id="u1"]').click({ timeout: remaining() });
+  }
   await waitFor(page, '#feed li[data-type="check_in"]', "the check-in in u1's feed");
+  // A refusal is final: the page must not retry it in a loop.
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  report.feedSubscribes = sockets.reduce(
+    (count, entry) => count + subscribes(entry, "userStatusFeed").length,
+    0,
+  );
   report.final = await state(page);
   report.tokenFormHidden = await page.locator("#token-form").isHidden();
   const where = await page.evaluate(

@@ -231,10 +231,12 @@ async def test_check_in_and_escalation_appear_live_and_resume_after_a_drop(
     assert after[ALERT_ORANGE] == 0, after.most_common(8)
 
 
+@pytest.mark.parametrize("role", ["admin", "user"])
 async def test_a_token_is_asked_for_used_and_kept_nowhere(
-    node: str, chromium: str, secured_server: Server, tmp_path: Path
+    node: str, chromium: str, secured_server: Server, tmp_path: Path, role: str
 ) -> None:
     admin = token("ops-1", role="admin")
+    typed = admin if role == "admin" else token("u1")
     async with httpx.AsyncClient(timeout=10.0) as http:
         seeded = await http.post(
             secured_server.graphql_url,
@@ -251,7 +253,7 @@ async def test_a_token_is_asked_for_used_and_kept_nowhere(
             chromium,
             str(tmp_path),
             str(BROWSER_TIMEOUT),
-            admin,
+            typed,
             log_dir=tmp_path,
         ) as browser,
     ):
@@ -261,8 +263,14 @@ async def test_a_token_is_asked_for_used_and_kept_nowhere(
     assert code == 0 and report["ok"] is True, report
     assert "needs credentials" in report["notice"]
     # Sent once the user typed it, in connection_init only; the first try had none.
-    assert report["sentInit"] == [{}, {"authorization": f"Bearer {admin}"}]
-    assert report["final"]["users"] == ["u1"] and report["final"]["feed"][0]["type"] == "check_in"
+    assert report["sentInit"] == [{}, {"authorization": f"Bearer {typed}"}]
+    assert report["final"]["personUser"] == "u1"
+    assert report["final"]["feed"][0]["type"] == "check_in"
+    if role == "admin":
+        assert report["final"]["users"] == ["u1"]
+    else:  # the list is for admins: refused once, not retried
+        assert report["overviewError"].startswith("FORBIDDEN"), report
+        assert report["feedSubscribes"] == 1
     assert report["tokenFormHidden"] is True
     assert report["tokenSeen"] == [], report["tokenSeen"]
     assert report["pageErrors"] == [] and report["blockedRequests"] == [], report

@@ -131,6 +131,13 @@ function setState(state) {
   badge.textContent = state;
 }
 
+// Errors that a retry cannot mend: the operation ends for good.
+const FINAL = new Set(["FORBIDDEN", "UNAUTHENTICATED", "BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED"]);
+
+function isFinal(errors) {
+  return (errors ?? []).some((error) => FINAL.has(error.extensions?.code));
+}
+
 function errorText(errors) {
   const [first] = errors ?? [];
   if (!first) return "unknown error";
@@ -243,11 +250,15 @@ function loadPage(after) {
 
 function startOverview() {
   if (overview.stopFeed) return;
+  let final = false;
   // The feed first, then the page: a change between the two is not lost,
   // and versions decide which copy of a user is newer.
   overview.stopFeed = connection.run(FEED, {}, {
     next: (result) => {
-      if (result.errors) return showOverviewError(errorText(result.errors));
+      if (result.errors) {
+        final = isFinal(result.errors);
+        return showOverviewError(errorText(result.errors));
+      }
       remember(result.data.userStatusFeed);
       renderOverview();
     },
@@ -255,7 +266,7 @@ function startOverview() {
     // Ended by the server (a lost broker, say): subscribe again and reload.
     complete: () => {
       overview.stopFeed = null;
-      setTimeout(() => connection.acked && startOverview(), 1000);
+      if (!final) setTimeout(() => connection.acked && startOverview(), 1000);
     },
   });
   loadPage(null);
@@ -294,6 +305,7 @@ function openPerson(userId) {
 function followPerson() {
   const userId = person.userId;
   if (userId === null || person.stop || !connection.acked) return;
+  let final = false;
   const resume = () => {
     person.stop = null;
     if (person.userId !== userId) return;
@@ -306,16 +318,19 @@ function followPerson() {
     {
       next: (result) => {
         if (person.userId !== userId) return;
-        if (result.errors) return showPersonError(errorText(result.errors));
+        if (result.errors) {
+          final = isFinal(result.errors);
+          return showPersonError(errorText(result.errors));
+        }
         apply(result.data.dashboard);
       },
+      // The server refused the document: a retry would be refused too.
       error: (errors) => {
-        showPersonError(errorText(errors));
-        const code = errors?.[0]?.extensions?.code;
-        if (code !== "FORBIDDEN" && code !== "BAD_USER_INPUT") resume();
+        person.stop = null;
+        if (person.userId === userId) showPersonError(errorText(errors));
       },
-      // Ended by the server: resume from the watermark.
-      complete: resume,
+      // Ended by the server (BROKER_DISCONNECTED, say): resume from the watermark.
+      complete: () => (final ? (person.stop = null) : resume()),
       // The socket dropped: the connection's ready hook resumes us.
       lost: () => {
         person.stop = null;
