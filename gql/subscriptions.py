@@ -5,9 +5,13 @@ read and the first live event is missed, and events are deduplicated by
 sequence number at the seam; :mod:`sync.channels` owns both seams (replay
 then live, snapshot then live). Resolvers here map what it yields to types.
 
-Resuming: ``activityAdded`` and ``userStatusChanged`` take ``after``, the
-``seq`` of the last item the client received. The server replays every
-change after it from the database, then goes live.
+Resuming: ``activityAdded``, ``userStatusChanged`` and ``dashboard`` take
+``after``, the ``seq`` of the last item the client received. The server
+replays every change after it from the database, then goes live.
+
+``dashboard`` never ends with ``CURSOR_EXPIRED`` or ``SUBSCRIBER_OVERFLOW``:
+where the others would, it sends a fresh snapshot (``reset: true``) at one
+watermark instead (:mod:`sync.dashboard`).
 
 A subscription that cannot go on ends with an error whose ``extensions`` say
 why and where to resume:
@@ -49,6 +53,13 @@ Info = strawberry.Info[Context, None]
 AFTER_DESCRIPTION = (
     "Resume after this seq (the last one received): changes after it are replayed "
     "from the database first. Omit to start from now."
+)
+
+DASHBOARD_ACTIVITIES = 20
+DASHBOARD_AFTER_DESCRIPTION = (
+    "Resume after this seq (the last one applied): changes after it are replayed from "
+    "the database first; one that can no longer be replayed gets a fresh snapshot. "
+    "Omit to start with a snapshot."
 )
 
 
@@ -145,15 +156,19 @@ class Subscription:
         self,
         info: Info,
         user_id: str,
-        after: Annotated[int | None, strawberry.argument(description=AFTER_DESCRIPTION)] = None,
+        after: Annotated[
+            int | None, strawberry.argument(description=DASHBOARD_AFTER_DESCRIPTION)
+        ] = None,
         activities: Annotated[
-            int, strawberry.argument(description="Activities in a snapshot, 1-100.")
-        ] = 20,
+            int | None,
+            strawberry.argument(description="Activities in a snapshot, 1-100 (null: 20)."),
+        ] = DASHBOARD_ACTIVITIES,
     ) -> AsyncGenerator[DashboardUpdate, None]:
         _check(user_id, after)
+        count = DASHBOARD_ACTIVITIES if activities is None else activities
         with user_input():
-            check_activities(activities)
-        opening = info.context.channels.dashboard(user_id, after=after, activities=activities)
+            check_activities(count)
+        opening = info.context.channels.dashboard(user_id, after=after, activities=count)
         async with _resumable(opening, after) as stream:
             async for update in stream:
                 yield DashboardUpdate.from_update(update)

@@ -99,33 +99,39 @@ class MergedInbox:
         try:
             while True:
                 for i, subscriber in enumerate(self._subscribers):
-                    if open_[i] and heads[i] is None and gets[i] is None:
-                        gets[i] = asyncio.ensure_future(subscriber.get())
-                waiting = [get for get in gets if get is not None]
-                if all(head is None for head in heads):
-                    if not waiting:
-                        return
-                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                # A getter whose inbox is not empty is about to take an event
-                # that may precede the heads held: let it take it first.
-                for i, get in enumerate(gets):
-                    if get is not None and not get.done() and self._subscribers[i].queued:
-                        await asyncio.wait([get])
-                for i, get in enumerate(gets):
-                    if get is not None and get.done():
-                        gets[i] = None
-                        try:
-                            heads[i] = get.result()
-                        except SubscriptionClosed:
-                            open_[i] = False
+                    if not open_[i] or heads[i] is not None:
+                        continue
+                    get = gets[i]
+                    try:
+                        if get is None and subscriber.queued:
+                            # Queued: taken at once, no task needed.
+                            heads[i] = await subscriber.get()
+                        elif get is not None and (get.done() or subscriber.queued):
+                            # A getter whose inbox is not empty is about to take
+                            # an event that may precede the heads held: take it.
+                            gets[i] = None
+                            heads[i] = await get
+                    except SubscriptionClosed:
+                        open_[i] = False
                 ready = [i for i, head in enumerate(heads) if head is not None]
-                if not ready:
+                if ready:
+                    first = min(ready, key=lambda i: _seq(heads[i])) if len(ready) > 1 else ready[0]
+                    event = heads[first]
+                    heads[first] = None
+                    assert event is not None
+                    yield event
                     continue
-                first = ready[0] if len(ready) == 1 else min(ready, key=lambda i: _seq(heads[i]))
-                event = heads[first]
-                heads[first] = None
-                assert event is not None
-                yield event
+                waiting: list[asyncio.Future[Event]] = []
+                for i, subscriber in enumerate(self._subscribers):
+                    if not open_[i]:
+                        continue
+                    get = gets[i]
+                    if get is None:
+                        get = gets[i] = asyncio.ensure_future(subscriber.get())
+                    waiting.append(get)
+                if not waiting:
+                    return
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for get in gets:
                 if get is None:
@@ -155,6 +161,9 @@ class DashboardStream:
 
     Iterating yields :class:`DashboardUpdate` values and raises what
     :class:`sync.streams.EventStream` raises.
+
+    Attributes:
+        resets: snapshots sent so far (the first one included).
     """
 
     def __init__(

@@ -219,11 +219,11 @@ async def test_out_of_range_arguments_are_refused_and_the_socket_stays_usable(
         assert error["extensions"]["code"] == "BAD_USER_INPUT", error
         assert error["extensions"]["field"] == field, error
         assert app.state.services.hub.channels == 0
-        # The bounds themselves are allowed.
-        for op_id, n in (("one", 1), ("hundred", 100)):
+        # The bounds themselves are allowed, and null is the default.
+        for op_id, n in (("one", 1), ("hundred", 100), ("null", None)):
             await proto.subscribe(op_id, DASHBOARD, {"u": "u1", "n": n})
             got = await _next(proto, op_id)
-            assert (got["seq"], len(got["activities"])) == (3, min(n, 3))
+            assert (got["seq"], len(got["activities"])) == (3, min(n or 20, 3))
             await proto.stop(op_id)
 
 

@@ -1,6 +1,7 @@
 """The watermark checker: under concurrent writes, every dashboard view is the database at its seq.
 
-Writers add activities, patch statuses, check in and let missed check-ins
+Writers add activities (some too big for the PostgreSQL broker, so they
+travel by reference), patch statuses, check in and let missed check-ins
 escalate, for a few users at once. Dashboard subscribers over both
 subprotocols follow them, and keep leaving and coming back: most resume with
 ``after`` (the last ``seq`` they applied), some start over with a snapshot.
@@ -164,7 +165,11 @@ async def _writer(graphql: GraphQLClient, user: str, stop: asyncio.Event, seed: 
     rng = random.Random(seed)
     while not stop.is_set():
         choice = rng.random()
-        if choice < 0.4:
+        if choice < 0.05:
+            # Over the PostgreSQL broker's 8000 bytes: published as a reference, loaded.
+            big = {"userId": user, "type": "photo", "metadata": {"blob": "x" * 9000}}
+            await graphql.data(ADD, {"input": big})
+        elif choice < 0.4:
             await graphql.data(
                 ADD, {"input": {"userId": user, "type": rng.choice(["note", "walk"])}}
             )
