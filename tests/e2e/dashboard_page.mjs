@@ -12,8 +12,10 @@
 // sends over HTTP to show on the page:
 //
 //   {"event": "ready"}                 the page is connected (the test checks in u1)
-//   {"event": "escalated", ...}        u1 reached ALERT on the page; alert.png saved;
-//                                      then the page's socket is dropped
+//   {"event": "escalated", ...}        u1 reached ALERT on the page (one delta on the
+//                                      way was dropped: the page starts over from a
+//                                      snapshot); alert.png saved; then the page's
+//                                      socket is dropped
 //   {"event": "resumed", "after": N}   the page reconnected and resubscribed with
 //                                      after = N (the test checks in u1 again)
 //   {"event": "done", "ok": true, ...} the new check-in is on the page; final.png saved
@@ -54,6 +56,16 @@ const watchdog = setTimeout(() => {
 // page sends and can drop the connection, as a network failure would.
 const sockets = [];
 const consoleText = [];
+let dropDelta = false;
+
+function isDelta(message) {
+  try {
+    const parsed = JSON.parse(String(message));
+    return parsed.type === "next" && parsed.payload?.data?.dashboard?.reset === false;
+  } catch {
+    return false;
+  }
+}
 
 async function waitFor(page, selector, what) {
   try {
@@ -99,12 +111,15 @@ async function escalation(page) {
   await page.locator('#users tr[data-user-id="u1"]').click({ timeout: remaining() });
   await waitFor(page, '#feed li[data-type="check_in"]', "the check-in in u1's feed");
   report.checkedIn = await state(page);
+  // The next delta gets lost: the page must notice the gap and start over.
+  dropDelta = true;
 
   // The escalation (WARNING at nextDue, ALERT 2 s later) arrives by itself.
   await waitFor(page, '#users tr[data-user-id="u1"][data-alert-level="ALERT"]', "ALERT in the overview");
   await waitFor(page, '#person[data-alert-level="ALERT"]', "ALERT in u1's view");
   await waitFor(page, '#feed li[data-type="alert_triggered"]', "alert_triggered in u1's feed");
   report.escalated = await state(page);
+  report.restartedWith = subscribes(sockets[0], "dashboard(").map((m) => m.payload.variables);
   report.alertScreenshot = `${outDir}/alert.png`;
   await page.screenshot({ path: report.alertScreenshot, timeout: remaining() });
   const seqBefore = report.escalated.personSeq;
@@ -214,7 +229,14 @@ try {
       entry.sent.push(String(message));
       server.send(message);
     });
-    server.onMessage((message) => ws.send(message));
+    server.onMessage((message) => {
+      if (dropDelta && isDelta(message)) {
+        dropDelta = false;
+        report.droppedDelta = JSON.parse(String(message)).payload.data.dashboard.seq;
+        return; // lost on the way, as a message over MAX_RESPONSE_BYTES is
+      }
+      ws.send(message);
+    });
     sockets.push(entry);
   });
   page = await context.newPage();

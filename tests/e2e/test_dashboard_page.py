@@ -2,10 +2,11 @@
 
 A check-in sent over HTTP shows in the overview and in the person's live
 feed; the missed check-in then escalates by itself (``WARNING:0,ALERT:2``)
-and the page shows that too; the page's socket is dropped, it resumes the
-person's ``dashboard`` with ``after`` = its watermark, and a second check-in
-arrives as a delta. Both screenshots are decoded and checked for the colours
-of the state they must show.
+and the page shows that too, though one delta on the way is dropped (the
+page notices the gap and starts over from a snapshot); the page's socket is
+dropped, it resumes the person's ``dashboard`` with ``after`` = its
+watermark, and a second check-in arrives as a delta. Both screenshots are
+decoded and checked for the colours of the state they must show.
 """
 
 from __future__ import annotations
@@ -193,6 +194,11 @@ async def test_check_in_and_escalation_appear_live_and_resume_after_a_drop(
     seqs = [item["seq"] for item in escalated["feed"]]
     assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs)
     assert escalated["personSeq"] >= seqs[0]
+
+    # A lost delta: the page noticed the gap at the next one and started over
+    # without after (a fresh snapshot), and still shows every change.
+    assert report["droppedDelta"] > first["personSeq"]
+    assert [v["after"] for v in report["restartedWith"]] == [None, None], report["restartedWith"]
 
     # Resumed from the watermark: after = the last seq the view applied.
     assert report["firstSubscribe"]["after"] is None

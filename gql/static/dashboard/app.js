@@ -7,7 +7,9 @@
 // * One person: the dashboard subscription. A message with reset: true
 //   replaces the view; a delta (seq + 1) is applied to it. On reconnect the
 //   page subscribes again with after = the last seq applied, so the server
-//   replays what was missed (or sends a fresh snapshot).
+//   replays what was missed (or sends a fresh snapshot). A delta that does not
+//   follow the view's seq means a message was lost (RESPONSE_TOO_LARGE): the
+//   page starts over without after.
 // * Credentials: none in dev mode. Otherwise the server closes the socket
 //   with 4403 and the page asks for a token. The token lives in one variable
 //   of this module for the life of the page: it is never logged, stored, or
@@ -28,7 +30,7 @@ const OVERVIEW = `query Overview($first: Int!, $after: String) {
   }
 }`;
 const FEED = `subscription StatusFeed { userStatusFeed { ${STATUS} } }`;
-const DASHBOARD = `subscription Dashboard($userId: String!, $after: Int, $activities: Int!) {
+const DASHBOARD = `subscription Dashboard($userId: String!, $after: Int, $activities: Int) {
   dashboard(userId: $userId, after: $after, activities: $activities) {
     seq reset
     status { ${STATUS} }
@@ -285,6 +287,7 @@ const person = {
   seq: null, // the watermark of the view: the last seq applied
   status: null,
   activities: [],
+  keep: KEEP, // activities asked for; halved when a snapshot was too large to send
   stop: null,
   retry: null,
 };
@@ -292,7 +295,7 @@ const person = {
 function openPerson(userId) {
   if (person.stop) person.stop();
   clearTimeout(person.retry);
-  Object.assign(person, { userId, seq: null, status: null, activities: [], stop: null });
+  Object.assign(person, { userId, seq: null, status: null, activities: [], keep: KEEP, stop: null });
   $("person").hidden = false;
   $("person").dataset.userId = userId;
   $("person-id").textContent = userId;
@@ -314,13 +317,21 @@ function followPerson() {
   };
   person.stop = connection.run(
     DASHBOARD,
-    { userId, after: person.seq, activities: KEEP },
+    { userId, after: person.seq, activities: person.keep },
     {
       next: (result) => {
         if (person.userId !== userId) return;
         if (result.errors) {
           final = isFinal(result.errors);
-          return showPersonError(errorText(result.errors));
+          showPersonError(errorText(result.errors));
+          // The message was not sent (over MAX_RESPONSE_BYTES): if it was a
+          // snapshot, ask again for a smaller one.
+          const tooLarge = result.errors.some((e) => e.extensions?.code === "RESPONSE_TOO_LARGE");
+          if (tooLarge && person.keep > 1) {
+            person.keep = Math.max(1, Math.floor(person.keep / 2));
+            restartPerson();
+          }
+          return;
         }
         apply(result.data.dashboard);
       },
@@ -339,14 +350,25 @@ function followPerson() {
   );
 }
 
+/** Start over without after: the next message is a fresh snapshot. */
+function restartPerson() {
+  person.stop?.();
+  person.stop = null;
+  person.seq = null;
+  followPerson();
+}
+
 function apply(update) {
   if (update.reset) {
     person.status = update.status;
-    person.activities = update.activities.slice(0, KEEP);
+    person.activities = update.activities.slice(0, person.keep);
   } else {
     if (person.seq !== null && update.seq <= person.seq) return; // applied already
+    // A delta applies to the view at seq - 1 only; anything else means a
+    // message was lost (see RESPONSE_TOO_LARGE): start over from a snapshot.
+    if (person.seq === null || update.seq !== person.seq + 1) return restartPerson();
     if (update.status) person.status = update.status;
-    person.activities = [...update.activities, ...person.activities].slice(0, KEEP);
+    person.activities = [...update.activities, ...person.activities].slice(0, person.keep);
   }
   person.seq = update.seq;
   $("person-error").hidden = true;
