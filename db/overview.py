@@ -15,7 +15,9 @@ Indexed (``ix_user_status_urgency``, see :mod:`db.urgency`): without filters a
 page is one range of the index from the cursor on. With filters it is one
 range per alert level, ``first + 1`` rows each at most, merged: a filter on
 ``next_due`` cannot bound a scan of an index that leads with the level, but
-with the level fixed it is a range of the index's second column.
+with the level fixed it is a range of the index's second column. (SQLite
+splits every page after a cursor so, as it seeks to a row comparison only
+within one level.)
 tests/test_overview_index.py checks the plans with 200,000 users.
 """
 
@@ -77,13 +79,11 @@ def _levels(alert_levels: Sequence[AlertLevel] | None, after: StatusKey | None) 
     return sorted(r for r in ranks if after is None or r >= after.rank)
 
 
-def _all_levels(first: int, after: StatusKey | None, *, seek: bool) -> Select[UserStatus]:
+def _all_levels(first: int, after: StatusKey | None) -> Select[UserStatus]:
     """No filter: one range scan of the urgency index from the cursor on."""
     stmt = select(UserStatus)
     if after is not None:
         stmt = stmt.where(tuple_(Urgency(), DueKey(), UserStatus.user_id) > tuple_(*after))
-        if seek:
-            stmt = stmt.where(Urgency() >= after.rank)
     return stmt.order_by(Urgency(), DueKey(), UserStatus.user_id).limit(first + 1)
 
 
@@ -135,8 +135,8 @@ async def page(
 
     Every page reads at most ``first + 1`` index entries per level from
     ``ix_user_status_urgency``, whatever the filters and however deep the
-    cursor (on PostgreSQL; SQLite, without filters, seeks to the cursor's level, then
-    walks it).
+    cursor. On SQLite a page after a cursor is always split per level, as
+    SQLite seeks to a cursor only within one level.
 
     Args:
         first: page size, 1-100.
@@ -151,11 +151,12 @@ async def page(
     """
     if not 1 <= first <= MAX_PAGE_SIZE:
         raise InvalidInput("first", f"must be between 1 and {MAX_PAGE_SIZE} (got {first})")
-    # SQLite seeks on a row comparison only with a plain range beside it. PostgreSQL
-    # needs none, and would count the redundant range twice in its row estimate.
+    # SQLite seeks on a row comparison only with a plain range beside it, and
+    # only within one level. PostgreSQL needs neither, and would count the
+    # redundant range twice in its row estimate.
     seek = session.get_bind().dialect.name == "sqlite"
-    if alert_levels is None and overdue is None:
-        stmt = _all_levels(first, after, seek=seek)
+    if alert_levels is None and overdue is None and not (seek and after is not None):
+        stmt = _all_levels(first, after)
     else:
         now = now or utcnow()
         ranks = _levels(alert_levels, after)
