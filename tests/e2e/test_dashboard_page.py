@@ -17,6 +17,7 @@ import struct
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ CHECK_IN = """mutation($u: String!, $s: Int!) {
   recordCheckIn(input: {userId: $u, intervalSeconds: $s}) { status { alertLevel nextDue seq } }
 }"""
 STATUS = '{ userStatus(userId: "u1") { alertLevel seq } }'
+SEED = "mutation($input: UpdateUserStatusInput!) { updateUserStatus(input: $input) { version } }"
 
 
 @pytest.fixture
@@ -153,6 +155,16 @@ async def test_check_in_and_escalation_appear_live_and_resume_after_a_drop(
     node: str, chromium: str, escalating_server: Server, tmp_path: Path
 ) -> None:
     server = escalating_server
+    now = datetime.now(UTC)
+    # Others on the list, so that the order is seen to follow urgency: none of
+    # them is due within the test.
+    for user, level, due in [
+        ("e1", "EMERGENCY", None),
+        ("w1", "WARNING", now + timedelta(hours=1)),
+        ("n1", "NONE", now + timedelta(minutes=10)),
+    ]:
+        status = {"userId": user, "alertLevel": level, "nextDue": due and due.isoformat()}
+        await server.execute(SEED, {"input": status})
     async with (
         asyncio.timeout(TEST_TIMEOUT),
         run_node(
@@ -183,9 +195,10 @@ async def test_check_in_and_escalation_appear_live_and_resume_after_a_drop(
 
     # The check-in, then the escalation, as the server wrote them.
     first = report["checkedIn"]
-    assert first["users"] == ["u1"] and first["personUser"] == "u1"
+    assert set(first["users"]) == {"e1", "w1", "n1", "u1"} and first["personUser"] == "u1"
     assert first["feed"][0]["type"] == "check_in"
     assert escalated["rowLevel"] == "ALERT" and escalated["personLevel"] == "ALERT"
+    assert escalated["users"] == ["e1", "u1", "w1", "n1"]  # most urgent first, live
     assert [item["type"] for item in escalated["feed"]] == [
         "alert_triggered",
         "missed_check_in",
@@ -208,6 +221,7 @@ async def test_check_in_and_escalation_appear_live_and_resume_after_a_drop(
     # The second check-in arrived as deltas after the seam: no gap, no duplicate.
     final = report["final"]
     assert final["rowLevel"] == "NONE" and final["personLevel"] == "NONE"
+    assert final["users"] == ["e1", "w1", "n1", "u1"]  # due in 10 min before due in 1 h
     assert final["personSeq"] == checked_in["recordCheckIn"]["status"]["seq"]
     assert final["personSeq"] == stored["userStatus"]["seq"]
     assert stored["userStatus"]["alertLevel"] == "NONE"
