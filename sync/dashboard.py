@@ -94,6 +94,7 @@ class MergedInbox:
     async def _events(self) -> AsyncIterator[Event]:
         count = len(self._subscribers)
         heads: list[Event | None] = [None] * count
+        seqs = [0] * count  # of the heads, parsed once each
         gets: list[asyncio.Future[Event] | None] = [None] * count
         open_ = [True] * count
         try:
@@ -113,9 +114,13 @@ class MergedInbox:
                             heads[i] = await get
                     except SubscriptionClosed:
                         open_[i] = False
+                        continue
+                    head = heads[i]
+                    if head is not None and count > 1:
+                        seqs[i] = _seq_of(head)
                 ready = [i for i, head in enumerate(heads) if head is not None]
                 if ready:
-                    first = min(ready, key=lambda i: _seq(heads[i])) if len(ready) > 1 else ready[0]
+                    first = min(ready, key=seqs.__getitem__)
                     event = heads[first]
                     heads[first] = None
                     assert event is not None
@@ -141,10 +146,6 @@ class MergedInbox:
                         get.exception()  # retrieved: an ending stream need not report it
                 else:
                     get.cancel()
-
-
-def _seq(head: Event | None) -> int:
-    return 0 if head is None else _seq_of(head)
 
 
 class DashboardStream:
