@@ -165,8 +165,8 @@ class UserStatus(Base):
     __table_args__ = (
         # Escalation deadlines: the earliest next_due of each alert level is one probe.
         Index("ix_user_status_alert_level_next_due", "alert_level", "next_due"),
-        # The care-team overview, most urgent first. PostgreSQL only: SQLAlchemy
-        # cannot reflect SQLite's expression indexes, and SQLite tables stay small.
+        # The care-team overview, most urgent first. PostgreSQL's spelling; SQLite
+        # has the same index in its own spelling (revision 0006, db/urgency.py).
         Index("ix_user_status_urgency", text(URGENCY_SQL), text(DUE_KEY_SQL), "user_id").ddl_if(
             dialect="postgresql"
         ),

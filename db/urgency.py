@@ -4,9 +4,11 @@ A status is more urgent the higher its alert level (EMERGENCY, ALERT,
 WARNING, NONE), then the sooner its ``next_due`` (none: last), then by user
 id. Alert levels are stored as strings, whose order is not the level order,
 so the key is computed by two SQL expressions that an expression index
-(``ix_user_status_urgency``, revision 0004, PostgreSQL only) holds verbatim: the query must
-spell them exactly as the index does for the planner to use it, which is why
-they compile to fixed SQL text rather than to bound parameters.
+(``ix_user_status_urgency``: revision 0004 on PostgreSQL, 0006 on SQLite) holds
+verbatim: the query must spell them exactly as the index does for the planner
+to use it, which is why they compile to fixed SQL text rather than to bound
+parameters. They compile unqualified, so in a query over a subquery of
+user_status rows they name the subquery's columns.
 """
 
 from __future__ import annotations

@@ -33,6 +33,8 @@ from .auth import AuthenticationError, Authenticator
 from .body_limit import BodyLimit
 from .codes import ErrorCode
 from .context import Services
+from .dashboard_page import create_page_router
+from .dashboard_page import enabled as dashboard_page_enabled
 from .graphiql import ASSETS_DIR, ASSETS_PATH
 from .http_errors import HTTPError, error_response
 from .logs import RequestId, safe_url
@@ -165,6 +167,7 @@ def create_app(
         GET from a browser, and WebSockets with the ``graphql-transport-ws``
         and legacy ``graphql-ws`` subprotocols.
         ``/healthz``, ``/readyz`` and ``/metrics``: see :mod:`gql.ops`.
+        ``/dashboard``: the reference page, see :mod:`gql.dashboard_page`.
 
     Security (docs/security.md): an invalid ``Authorization`` header gets 401;
     bodies over ``MAX_BODY_BYTES`` get 413. Without credentials configured
@@ -211,6 +214,8 @@ def create_app(
         app.mount(
             ASSETS_PATH.rstrip("/"), StaticFiles(directory=ASSETS_DIR), name="graphiql-assets"
         )
+    if dashboard_page_enabled(settings):
+        app.include_router(create_page_router())
     app.include_router(create_ops_router(registry))
 
     return app

@@ -277,6 +277,12 @@ class Settings(SecuritySettings):
         description="Seconds `serve` takes at most from SIGTERM to exit: drain requests, "
         "flush the relay, close WebSockets with 1001.",
     )
+    dashboard_page: bool | None = Field(
+        None,
+        description="Serve the reference dashboard page at GET /dashboard; unset: on in "
+        "development, off in production.",
+        examples=["true"],
+    )
     # Escalation of missed check-ins (sync/escalation.py): LEVEL:SECONDS after nextDue,
     # levels and delays rising together; empty turns escalation off.
     escalation_policy: Annotated[Policy, NoDecode, BeforeValidator(_parse_policy)] = Field(
