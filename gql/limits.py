@@ -13,6 +13,7 @@ import functools
 from collections.abc import Callable, Iterator
 
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     FragmentDefinitionNode,
     GraphQLError,
@@ -21,13 +22,12 @@ from graphql import (
 )
 from strawberry.extensions import (
     AddValidationRules,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
-    QueryDepthLimiter,
     SchemaExtension,
 )
 
 from .cost import coerced_variables, operation_cost
+from .document_limits import aliases_rule, depth_rule
 from .settings import SecuritySettings
 
 __all__ = ["CostLimiter", "limit_extensions"]
@@ -85,9 +85,9 @@ def limit_extensions(settings: SecuritySettings) -> list[Callable[[], SchemaExte
     which keys on them, keeps hitting across operations. List these after a
     ``ValidationCache`` so that the cost error joins the cached validation result.
     """
-    rules = [
-        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
+    rules: list[type[ASTValidationRule]] = [
+        depth_rule(settings.max_query_depth),
+        aliases_rule(settings.max_aliases),
     ]
     return [
         functools.partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
