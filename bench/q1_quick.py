@@ -114,6 +114,7 @@ def main() -> None:
         subprocess.run(
             [sys.executable, "-m", "gql.cli", "migrate"],
             env={**os.environ, **settings},
+            cwd=directory,
             check=True,
             capture_output=True,
         )
