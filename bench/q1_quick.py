@@ -28,6 +28,10 @@ QUERY = (
     "query Q1($u: String!) { recentActivities(userId: $u, first: 20) "
     "{ edges { node { id type description timestamp } } } }"
 )
+STATUS = (
+    "query S($u: String!) { userStatus(userId: $u) "
+    "{ userId lastCheckIn nextDue alertLevel version seq updatedAt } }"
+)
 USER = "bench-q1"
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/"
 
@@ -100,6 +104,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--profile", type=float, default=0.0, help="seconds of load on serve")
+    parser.add_argument("--status", action="store_true", help="profile userStatus instead")
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="q1-"))
     settings = {"REALTIME_URL": "memory://" if args.store == "on" else ""}
@@ -137,7 +142,7 @@ def main() -> None:
         env={**os.environ, "DATABASE_URL": database_url},
     )
     try:
-        body = json.dumps({"query": QUERY, "variables": {"u": USER}})
+        body = json.dumps({"query": STATUS if args.status else QUERY, "variables": {"u": USER}})
         with httpx.Client(timeout=10) as http:
             for i in range(30):
                 add = (
@@ -146,6 +151,11 @@ def main() -> None:
                 )
                 r = http.post(serve.graphql_url, json={"query": add})
                 assert "errors" not in r.json(), r.text
+            check_in = (
+                f'mutation {{ recordCheckIn(input: {{userId: "{USER}", intervalSeconds: 3600}}) '
+                "{ status { seq } } }"
+            )
+            assert "errors" not in http.post(serve.graphql_url, json={"query": check_in}).json()
             time.sleep(0.5)
             ours = http.post(
                 serve.graphql_url, content=body, headers={"content-type": "application/json"}
@@ -156,7 +166,10 @@ def main() -> None:
                     break
                 except httpx.TransportError:
                     time.sleep(0.1)
-            assert ours.content == theirs.content, (ours.content[:300], theirs.content[:300])
+            assert args.status or ours.content == theirs.content, (
+                ours.content[:300],
+                theirs.content[:300],
+            )
         if args.profile:
             print("serve pid", serve.process.pid, flush=True)
             _wrk(serve.graphql_url, body, int(args.profile), directory)
