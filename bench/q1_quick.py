@@ -107,13 +107,11 @@ def main() -> None:
     parser.add_argument("--status", action="store_true", help="profile userStatus instead")
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="q1-"))
+    psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc"]
+    name = f"q1_{os.getpid()}"
     settings = {"REALTIME_URL": "memory://" if args.store == "on" else ""}
     if args.db == "postgres":
-        name = f"q1_{os.getpid()}"
-        subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {name}"],
-            check=True,
-        )
+        subprocess.run([*psql, f"CREATE DATABASE {name}"], check=True)
         settings["DATABASE_URL"] = PG_URL + name
         settings["BROADCAST_URL"] = "memory://"
         subprocess.run(
@@ -190,6 +188,8 @@ def main() -> None:
         serve.stop()
         raw.terminate()
         raw.wait()
+        if args.db == "postgres":
+            subprocess.run([*psql, f"DROP DATABASE {name} WITH (FORCE)"], check=False)
 
 
 if __name__ == "__main__":
