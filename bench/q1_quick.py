@@ -81,6 +81,11 @@ wrk.body = [[%s]]
 """
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wrk(url: str, body: str, seconds: int, directory: Path) -> float:
     script = directory / "q1.lua"
     script.write_text(LUA % body)
@@ -174,15 +179,24 @@ def main() -> None:
             return
         ours_rps: list[float] = []
         raw_rps: list[float] = []
+        # CPU time per request of each server process: steadier than req/s when
+        # other work shares the cores.
+        ours_cpu: list[float] = []
+        raw_cpu: list[float] = []
+        raw_url = f"http://127.0.0.1:{raw_port}/graphql"
         for _ in range(args.rounds):
-            raw_rps.append(
-                _wrk(f"http://127.0.0.1:{raw_port}/graphql", body, args.seconds, directory)
-            )
+            before = _cpu_seconds(raw.pid)
+            raw_rps.append(_wrk(raw_url, body, args.seconds, directory))
+            raw_cpu.append((_cpu_seconds(raw.pid) - before) / (raw_rps[-1] * args.seconds))
+            before = serve.cpu_seconds()
             ours_rps.append(_wrk(serve.graphql_url, body, args.seconds, directory))
+            ours_cpu.append((serve.cpu_seconds() - before) / (ours_rps[-1] * args.seconds))
         o, r = max(ours_rps), max(raw_rps)
+        oc, rc = min(ours_cpu) * 1000, min(raw_cpu) * 1000
         print(
             f"Q1 db={args.db} store={args.store}: ours {o:.0f} req/s, raw {r:.0f} req/s, "
-            f"ratio {o / r:.2f}  (rounds ours {ours_rps} raw {raw_rps})"
+            f"ratio {o / r:.2f}; CPU per request ours {oc:.2f} ms, raw {rc:.2f} ms, "
+            f"ratio {rc / oc:.2f}  (rounds ours {ours_rps} raw {raw_rps})"
         )
     finally:
         serve.stop()
