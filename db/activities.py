@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import outbox
 from .models import Activity, utcnow
+from .payloads import ActivityPayload
 from .validation import (
     InvalidInput,
     check_description,
@@ -35,6 +36,7 @@ __all__ = [
     "check_page",
     "feed",
     "recent",
+    "recent_payloads",
 ]
 
 MAX_PAGE_SIZE = 100
@@ -157,6 +159,51 @@ async def recent(
     check_page(first, types)
     stmt = select(Activity).where(Activity.user_id == user_id)
     return await _page(session, stmt, first=first, after=after, types=types)
+
+
+_COLUMNS = Activity.__table__.c
+
+
+async def recent_payloads(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    first: int = 20,
+    after: ActivityKey | None = None,
+    types: Sequence[str] | None = None,
+) -> tuple[list[ActivityPayload], bool]:
+    """:func:`recent`'s page as payloads (:func:`db.payloads.activity_payload`), and whether
+    more follow; read as rows, without ORM objects, for the query path.
+
+    Raises:
+        InvalidInput: as :func:`recent`.
+    """
+    check_user_id(user_id)
+    check_page(first, types)
+    c = _COLUMNS
+    stmt = select(c.id, c.user_id, c.seq, c.type, c.description, c.timestamp, c.metadata)
+    stmt = stmt.where(c.user_id == user_id)
+    if types is not None:
+        stmt = stmt.where(_COLUMNS.type.in_(types))
+    if after is not None:
+        stmt = stmt.where(
+            tuple_(_COLUMNS.timestamp, _COLUMNS.id) < tuple_(after.timestamp, after.id)
+        )
+    stmt = stmt.order_by(_COLUMNS.timestamp.desc(), _COLUMNS.id.desc()).limit(first + 1)
+    rows = (await session.execute(stmt)).all()
+    payloads: list[ActivityPayload] = [
+        {
+            "id": id_,
+            "user_id": owner,
+            "seq": seq,
+            "type": type_,
+            "description": description,
+            "timestamp": timestamp.isoformat(),
+            "metadata": metadata,
+        }
+        for id_, owner, seq, type_, description, timestamp, metadata in rows[:first]
+    ]
+    return payloads, len(rows) > first
 
 
 async def feed(

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import functools
+import json
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 from graphql import (
@@ -30,7 +32,51 @@ from .cost import coerced_variables, operation_cost
 from .document_limits import aliases_rule, depth_rule
 from .settings import SecuritySettings
 
-__all__ = ["CostLimiter", "limit_extensions"]
+__all__ = ["CostCache", "CostLimiter", "limit_extensions"]
+
+# Operations whose cost is kept, and the longest variable values (as JSON) kept
+# in a key: a larger one is costed anew, so the cache holds at most about
+# COST_CACHE_SIZE * (query + COST_CACHE_MAX_VARIABLES) bytes of keys.
+COST_CACHE_SIZE = 1024
+COST_CACHE_MAX_VARIABLES = 1024
+
+# What a document costs with some variables: the operation over the limit and
+# its cost, or None.
+_Verdict = tuple[OperationDefinitionNode, int] | None
+
+
+class CostCache:
+    """The verdicts of :class:`CostLimiter` by (query text, variable values), an LRU.
+
+    The cost depends on the document and the variable values only, and the
+    same few operations are sent again and again with the same variables
+    (``first: 20``, a user id): they are costed once.
+    """
+
+    def __init__(self, maxsize: int = COST_CACHE_SIZE) -> None:
+        self.maxsize = maxsize
+        self._verdicts: OrderedDict[tuple[str, str], _Verdict] = OrderedDict()
+
+    @staticmethod
+    def key(query: str, variables: object) -> tuple[str, str] | None:
+        """The key of ``query`` with ``variables``, or None when it is not kept."""
+        try:
+            text = json.dumps(variables, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):
+            return None
+        return (query, text) if len(text) <= COST_CACHE_MAX_VARIABLES else None
+
+    def get(self, key: tuple[str, str]) -> tuple[bool, _Verdict]:
+        """(found, verdict)."""
+        if key not in self._verdicts:
+            return False, None
+        self._verdicts.move_to_end(key)
+        return True, self._verdicts[key]
+
+    def put(self, key: tuple[str, str], verdict: _Verdict) -> None:
+        self._verdicts[key] = verdict
+        if len(self._verdicts) > self.maxsize:
+            self._verdicts.popitem(last=False)
 
 
 class CostLimiter(SchemaExtension):
@@ -41,22 +87,40 @@ class CostLimiter(SchemaExtension):
     after the document is parsed, and adds its error to the validation errors.
     """
 
-    def __init__(self, max_cost: int) -> None:
+    def __init__(self, max_cost: int, cache: CostCache | None = None) -> None:
         self.max_cost = max_cost
+        self.cache = cache
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         document = context.graphql_document
         if document is not None:
-            error = self._check(context.schema._schema, document, context.variables or {})
+            variables = context.variables or {}
+            cache, key = self.cache, None
+            if cache is not None and context.query is not None:
+                key = cache.key(context.query, variables)
+            found, verdict = (False, None) if cache is None or key is None else cache.get(key)
+            if not found:
+                verdict = self._verdict(context.schema._schema, document, variables)
+                if cache is not None and key is not None:
+                    cache.put(key, verdict)
+            error = None if verdict is None else self._error(*verdict)
             if error is not None:
                 # A new list: the cached validation result must not be changed.
                 context.pre_execution_errors = [*(context.pre_execution_errors or ()), error]
         yield
 
-    def _check(
+    def _error(self, definition: OperationDefinitionNode, total: int) -> GraphQLError:
+        name = definition.name.value if definition.name else "anonymous"
+        return GraphQLError(
+            f"operation '{name}' costs {total}, over MAX_QUERY_COST={self.max_cost}: "
+            "ask for fewer items (first) or fewer fields (metadata weighs 16)",
+            definition,
+        )
+
+    def _verdict(
         self, schema: GraphQLSchema, document: DocumentNode, variables: object
-    ) -> GraphQLError | None:
+    ) -> _Verdict:
         fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
@@ -68,12 +132,7 @@ class CostLimiter(SchemaExtension):
                 continue  # invalid variables: execution refuses them with BAD_USER_INPUT
             total = operation_cost(schema, definition, fragments, coerced)
             if total > self.max_cost:
-                name = definition.name.value if definition.name else "anonymous"
-                return GraphQLError(
-                    f"operation '{name}' costs {total}, over MAX_QUERY_COST={self.max_cost}: "
-                    "ask for fewer items (first) or fewer fields (metadata weighs 16)",
-                    definition,
-                )
+                return definition, total
         return None
 
 
@@ -92,5 +151,5 @@ def limit_extensions(settings: SecuritySettings) -> list[Callable[[], SchemaExte
     return [
         functools.partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         functools.partial(AddValidationRules, rules),
-        functools.partial(CostLimiter, max_cost=settings.max_query_cost),
+        functools.partial(CostLimiter, max_cost=settings.max_query_cost, cache=CostCache()),
     ]

@@ -1,9 +1,8 @@
 """The hard cap on a serialised response, ``MAX_RESPONSE_BYTES``.
 
 :class:`ResponseEncoder` serialises what the router sends, an HTTP result or
-a WebSocket message, piece by piece, and stops as soon as the text would pass
-the cap, so no more than the cap (plus one piece, e.g. one activity) is ever
-built, and nothing is sent before the whole text is known to fit. A result
+a WebSocket message, and nothing is sent before the whole text is known to
+fit. A result
 that does not fit is replaced by a result holding only a
 ``RESPONSE_TOO_LARGE`` error: over HTTP the body (status 200 with
 ``application/json``, as GraphQL over HTTP answers it; 400 with
@@ -11,6 +10,14 @@ that does not fit is replaced by a result holding only a
 not be 2xx and the client must ask for less), over WebSocket the ``next``
 (legacy ``data``) message of that operation, which is then completed as
 usual; a subscription goes on with its next event.
+
+The text is that of :func:`gql.encoding.dumps` (orjson where it writes what
+:mod:`json` writes). It writes a whole result in one C call, so the text of a
+result over the cap is built before it is refused: at most the size of the
+result already held, which the cost limit bounds. :func:`encode_within`
+writes piece by piece and stops as soon as the text would pass the cap (no
+more than the cap plus one piece, e.g. one activity, is built), for a caller
+that must not build more.
 
 The cost limit (:mod:`gql.cost`) refuses most oversized operations before
 they run; this cap catches what the estimate cannot know, such as the
@@ -24,6 +31,7 @@ import logging
 from typing import Any
 
 from .codes import ErrorCode
+from .encoding import dumps
 
 __all__ = ["ResponseEncoder", "ResponseTooLarge", "encode_within"]
 
@@ -94,12 +102,12 @@ class ResponseEncoder:
 
     def encode(self, data: object) -> tuple[str, object]:
         """The text sent for ``data``, and the value it encodes: ``data`` or its replacement."""
-        try:
-            return encode_within(data, self.max_bytes), data
-        except ResponseTooLarge:
-            logger.warning("a response over MAX_RESPONSE_BYTES=%d was refused", self.max_bytes)
-            replacement = self._replacement(data)
-            return json.dumps(replacement, separators=(",", ":")), replacement
+        text = dumps(data)
+        if len(text) <= self.max_bytes:
+            return text, data
+        logger.warning("a response over MAX_RESPONSE_BYTES=%d was refused", self.max_bytes)
+        replacement = self._replacement(data)
+        return json.dumps(replacement, separators=(",", ":")), replacement
 
     def error(self) -> dict[str, Any]:
         """The ``RESPONSE_TOO_LARGE`` error, naming the setting."""

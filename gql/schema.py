@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, MiddlewareManager
 from strawberry.extensions import (
     DisableIntrospection,
     ParserCache,
@@ -33,6 +33,8 @@ __all__ = ["create_schema", "schema_sdl"]
 
 # Distinct operation texts kept parsed and validated.
 DOCUMENT_CACHE_SIZE = 1024
+# Resolvers unwrapped: what graphql-core's executor does with no middleware.
+_NO_MIDDLEWARE = MiddlewareManager()
 
 
 class _ParserCache(ParserCache):
@@ -83,6 +85,13 @@ class Schema(strawberry.Schema):
     def __init__(self, *args: Any, mask: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.mask = mask
+
+    def _get_middleware_manager(self, extensions: list[SchemaExtension]) -> MiddlewareManager:
+        """Strawberry's per-request manager of the extensions that wrap resolvers; one shared
+        empty manager when none does (the usual case: it keeps no per-request state)."""
+        if any(extension._implements_resolve() for extension in extensions):
+            return super()._get_middleware_manager(extensions)
+        return _NO_MIDDLEWARE
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

@@ -121,14 +121,10 @@ class Reader:
             if hit is not None:
                 return ActivityPage(items=hit.items, has_next=hit.has_next, source="store")
         async with self._sessions() as session:
-            rows = await activities.recent(
+            items, has_next = await activities.recent_payloads(
                 session, user_id=user_id, first=first, after=after, types=types
             )
-        return ActivityPage(
-            items=[outbox.activity_payload(r) for r in rows.rows],
-            has_next=rows.has_next,
-            source="db",
-        )
+        return ActivityPage(items=items, has_next=has_next, source="db")
 
     async def activity_feed(
         self,
