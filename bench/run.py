@@ -1,0 +1,122 @@
+"""``make bench``: each performance figure beside a reference measured in the same run.
+
+    python -m bench.run [--only Q1,F1] [--smoke] [--backends sqlite,postgres] [--output FILE]
+
+Figures: Q1, Q1-db (queries, SQLite and PostgreSQL), F1 (fan-out), L1
+(commit -> client latency), X1 (across instances), W1 (writes/s and relay
+lag), M1 (memory per idle subscription), H1 (isolation from a hot user).
+L1, X1, W1 and the PostgreSQL queries need PostgreSQL and Redis
+(``BENCH_POSTGRES_URL``, ``BENCH_REDIS_URL``); without them those figures are
+listed as not measured. ``--smoke`` shrinks every size so that the run takes
+seconds; its numbers mean nothing. Prints a Markdown table and writes
+``bench/results.json``. The exit status is 0 whether or not targets are met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .context import FULL, SMOKE, Context, probe_services
+from .crowd import run_crowd
+from .fanout import run_f1, run_latency
+from .queries import run_queries
+from .report import Figure, document, table
+
+__all__ = ["FIGURES", "main", "run"]
+
+FIGURES = ("Q1", "Q1-db", "F1", "L1", "X1", "W1", "M1", "H1")
+RESULTS = Path(__file__).with_name("results.json")
+NEEDS_SERVICES = {"L1", "X1", "W1"}
+
+
+def _skipped(name: str, why: str) -> Figure:
+    return Figure(name, "not measured", "", None, None, None, "-", None, note=why)
+
+
+async def run(ctx: Context, names: set[str], backends: list[str]) -> list[Figure]:
+    """Measure the figures in ``names``, in a fixed order."""
+    figures: list[Figure] = []
+    services = ctx.postgres and ctx.redis
+    missing = "PostgreSQL or Redis is not reachable"
+    if names & {"Q1", "Q1-db"}:
+        for backend in backends:
+            if backend == "postgres" and not ctx.postgres:
+                figures += [
+                    _skipped(f"{n} postgres", missing) for n in ("Q1", "Q1-db") if n in names
+                ]
+                continue
+            figures += await run_queries(ctx, backend, names)
+    if "F1" in names:
+        figures.append(await run_f1(ctx))
+    if names & NEEDS_SERVICES:
+        if services:
+            figures += await run_latency(ctx, names)
+        else:
+            figures += [_skipped(n, missing) for n in FIGURES if n in names & NEEDS_SERVICES]
+    if names & {"M1", "H1"}:
+        figures += await run_crowd(ctx, names)
+    return figures
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="", help=f"comma-separated, of {','.join(FIGURES)}")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that it runs")
+    parser.add_argument("--backends", default="sqlite,postgres", help="for Q1 and Q1-db")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    names = {n.strip() for n in args.only.split(",") if n.strip()} or set(FIGURES)
+    unknown = names - set(FIGURES)
+    if unknown:
+        parser.error(f"unknown figures {sorted(unknown)}; choose from {', '.join(FIGURES)}")
+    args.names = names
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    started = datetime.now(UTC)
+    load = os.getloadavg()
+    postgres, redis = asyncio.run(probe_services())
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        ctx = Context(
+            sizes=SMOKE if args.smoke else FULL,
+            directory=Path(tmp),
+            postgres=postgres,
+            redis=redis,
+            run_id=f"{os.getpid()}_{int(time.time())}",
+        )
+        figures = asyncio.run(run(ctx, args.names, args.backends.split(",")))
+    result = document(
+        figures,
+        sizes=ctx.sizes.name,
+        started=started,
+        extra={
+            "load_average_at_start": [round(x, 2) for x in load],
+            "load_generator": ctx.ceiling,
+        },
+    )
+    lines = table(figures)
+    if ctx.ceiling is not None:
+        lines.append("")
+        lines.append(
+            f"Load generator ceiling: {ctx.ceiling['rps']:,.0f} req/s against a constant route "
+            f"({ctx.ceiling['cpu_fraction'] * 100:.0f} % of a core)."
+        )
+    lines += [f"{f.name}: {f.note}" for f in figures if f.note]
+    print("\n".join(lines))
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"results: {args.output} ({result['seconds']:g} s, sizes {ctx.sizes.name})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
