@@ -21,6 +21,8 @@ import os
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,29 +43,75 @@ def _skipped(name: str, why: str) -> Figure:
     return Figure(name, "not measured", "", None, None, None, "-", None, note=why)
 
 
+def _progress(started: float, text: str) -> None:
+    print(f"[{time.monotonic() - started:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+
+async def _group(
+    started: float, label: str, wanted: Sequence[str], measure: Awaitable[list[Figure]]
+) -> list[Figure]:
+    """One group of figures; a failure becomes its figures' note, and the run goes on."""
+    _progress(started, f"{label} ...")
+    try:
+        figures = await measure
+    except Exception as exc:
+        traceback.print_exc()
+        figures = [_skipped(name, f"failed: {exc!r}"[:300]) for name in wanted]
+    _progress(started, f"{label} done")
+    return figures
+
+
+async def _one(figure: Awaitable[Figure]) -> list[Figure]:
+    return [await figure]
+
+
 async def run(ctx: Context, names: set[str], backends: list[str]) -> list[Figure]:
     """Measure the figures in ``names``, in a fixed order."""
+    started = time.monotonic()
     figures: list[Figure] = []
-    services = ctx.postgres and ctx.redis
     missing = "PostgreSQL or Redis is not reachable"
-    if names & {"Q1", "Q1-db"}:
-        for backend in backends:
-            if backend == "postgres" and not ctx.postgres:
-                figures += [
-                    _skipped(f"{n} postgres", missing) for n in ("Q1", "Q1-db") if n in names
-                ]
-                continue
-            figures += await run_queries(ctx, backend, names)
+    queries = [n for n in ("Q1", "Q1-db") if n in names]
+    for backend in backends if queries else []:
+        if backend == "postgres" and not ctx.postgres:
+            figures += [_skipped(n, missing) for n in queries]
+            continue
+        label = f"{','.join(queries)} {backend}"
+        figures += await _group(started, label, queries, run_queries(ctx, backend, names))
     if "F1" in names:
-        figures.append(await run_f1(ctx))
-    if names & NEEDS_SERVICES:
-        if services:
-            figures += await run_latency(ctx, names)
-        else:
-            figures += [_skipped(n, missing) for n in FIGURES if n in names & NEEDS_SERVICES]
-    if names & {"M1", "H1"}:
-        figures += await run_crowd(ctx, names)
+        figures += await _group(started, "F1", ["F1"], _one(run_f1(ctx)))
+    latency = [n for n in FIGURES if n in names & NEEDS_SERVICES]
+    if latency and ctx.postgres and ctx.redis:
+        figures += await _group(started, ",".join(latency), latency, run_latency(ctx, names))
+    else:
+        figures += [_skipped(n, missing) for n in latency]
+    crowd = [n for n in ("M1", "H1") if n in names]
+    if crowd:
+        figures += await _group(started, ",".join(crowd), crowd, run_crowd(ctx, names))
     return figures
+
+
+def _generator_lines(figures: list[Figure]) -> list[str]:
+    """How busy the load generators were: near 100 % of a core they would be the limit."""
+    http = [
+        d.get("cpu_fraction", 0.0)
+        for f in figures
+        if f.name.startswith("Q1")
+        for d in (f.details.get("serve", {}), f.details.get("reference", {}))
+    ] + [f.details["generator_cpu_fraction"] for f in figures if f.name == "W1"]
+    ws = [
+        f.details[side]["client_cpu_fraction"]
+        for f in figures
+        if f.name == "F1"
+        for side in ("serve", "reference")
+    ]
+    lines = []
+    if http:
+        lines.append(f"HTTP load generator: at most {max(http) * 100:.0f} % of a core in any run.")
+    if ws:
+        lines.append(
+            f"WebSocket clients (F1): at most {max(ws) * 100:.0f} % of a core while receiving."
+        )
+    return lines
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -111,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Load generator ceiling: {ctx.ceiling['rps']:,.0f} req/s against a constant route "
             f"({ctx.ceiling['cpu_fraction'] * 100:.0f} % of a core)."
         )
+    lines += _generator_lines(figures)
     lines += [f"{f.name}: {f.note}" for f in figures if f.note]
     print("\n".join(lines))
     args.output.write_text(json.dumps(result, indent=2) + "\n")
