@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ class Sizes:
     write_seconds: float
 
 
-FULL = Sizes("full", 3.0, 0.5, 1000, 20, 1000, 6.0, 10.0, 10_000, 6.0, 5.0)
+FULL = Sizes("full", 2.5, 0.5, 1000, 20, 1000, 5.0, 10.0, 10_000, 5.0, 5.0)
 SMOKE = Sizes("smoke", 0.3, 0.2, 20, 3, 10, 1.0, 10.0, 50, 1.0, 1.0)
 
 
@@ -176,19 +176,31 @@ async def add_activity(http: httpx.AsyncClient, serve: Serve, user: str, descrip
     return body["data"]["addActivity"]["seq"]
 
 
-async def open_loop(serve: Serve, user: str, *, rate: float, seconds: float) -> tuple[int, int]:
-    """Write ``user`` at ``rate``/s for ``seconds``, on schedule; returns (scheduled, failed)."""
-    failed = 0
+@dataclass
+class Writes:
+    """What an open-loop writer did."""
+
+    scheduled: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+async def open_loop(serve: Serve, user: str, *, rate: float, seconds: float) -> Writes:
+    """Write ``user`` at ``rate``/s for ``seconds``, on schedule (earlier writes may be pending)."""
+    writes = Writes()
     async with httpx.AsyncClient(timeout=30) as http:
         loop = asyncio.get_running_loop()
         start = loop.time()
         tasks = []
-        total = max(1, int(rate * seconds))
-        for n in range(total):
+        writes.scheduled = max(1, int(rate * seconds))
+        for n in range(writes.scheduled):
             delay = start + n / rate - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(add_activity(http, serve, user, f"event {n}")))
         for result in await asyncio.gather(*tasks, return_exceptions=True):
-            failed += isinstance(result, BaseException)
-    return total, failed
+            if isinstance(result, BaseException):
+                writes.failed += 1
+                if len(writes.errors) < 3:
+                    writes.errors.append(repr(result)[:300])
+    return writes

@@ -73,7 +73,7 @@ async def run_f1(ctx: Context) -> Figure:
         ours = _delivery(stats, started, n * events)
         ours["client_cpu_fraction"] = round((stats["cpu"] - cpu) / max(ours["seconds"], 1e-9), 3)
     finally:
-        serve.stop()
+        serve.kill()
     reference = ctx.reference(url, name="f1-ref")
     try:
         crowd = await Crowd.start(reference.ws_url, sockets=n, query=F1_QUERY)
@@ -90,7 +90,7 @@ async def run_f1(ctx: Context) -> Figure:
         ref = _delivery(stats, started, n * events)
         ref["client_cpu_fraction"] = round((stats["cpu"] - cpu) / max(ref["seconds"], 1e-9), 3)
     finally:
-        reference.stop()
+        reference.kill()
     complete = ours["delivered"] == ours["expected"] and ref["delivered"] == ref["expected"]
     figure = Figure(
         name="F1",
@@ -129,16 +129,18 @@ async def _latency(ctx: Context, subscribe_to: Serve, write_to: Serve) -> dict[s
     try:
         await wait_subscribed(subscribe_to, n)
         await crowd.reset()
-        scheduled, failed = await open_loop(
+        writes = await open_loop(
             write_to, L1_USER, rate=ctx.sizes.latency_rate, seconds=ctx.sizes.latency_seconds
         )
-        stats = await crowd.wait(n * scheduled, 30)
+        scheduled, failed = writes.scheduled, writes.failed
+        stats = await crowd.wait(n * scheduled, 20)
     finally:
         await crowd.close()
     latency = stats.get("latency_ms", {"n": 0, "p50": None, "p99": None})
     return {
         "events": scheduled,
         "failed_writes": failed,
+        "write_errors": writes.errors,
         "delivered": stats["count"],
         "expected": n * scheduled,
         "p50_ms": latency["p50"],
@@ -247,7 +249,7 @@ async def run_latency(ctx: Context, names: set[str]) -> list[Figure]:
             "BROADCAST_URL": redis,
         }
         a = ctx.serve(settings, name="l1-a")
-        stack.callback(a.stop)
+        stack.callback(a.kill)
         leader = "the writer's instance" if await wait_leader(a) else "the other instance"
         if names & {"L1", "X1"}:
             l1 = await _latency(ctx, a, a)
@@ -276,7 +278,7 @@ async def run_latency(ctx: Context, names: set[str]) -> list[Figure]:
                 try:
                     x1 = await _latency(ctx, b, a)
                 finally:
-                    b.stop()
+                    b.kill()
                 complete = complete and x1["delivered"] == x1["expected"]
                 extra = (
                     None

@@ -25,6 +25,7 @@ import traceback
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .context import FULL, SMOKE, Context, probe_services
 from .crowd import run_crowd
@@ -37,6 +38,8 @@ __all__ = ["FIGURES", "main", "run"]
 FIGURES = ("Q1", "Q1-db", "F1", "L1", "X1", "W1", "M1", "H1")
 RESULTS = Path(__file__).with_name("results.json")
 NEEDS_SERVICES = {"L1", "X1", "W1"}
+START = "<!-- bench results: start -->"
+END = "<!-- bench results: end -->"
 
 
 def _skipped(name: str, why: str) -> Figure:
@@ -120,6 +123,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that it runs")
     parser.add_argument("--backends", default="sqlite,postgres", help="for Q1 and Q1-db")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--readme", type=Path, help="also put the table in this file, between the bench markers"
+    )
     args = parser.parse_args(argv)
     names = {n.strip() for n in args.only.split(",") if n.strip()} or set(FIGURES)
     unknown = names - set(FIGURES)
@@ -164,7 +170,37 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"results: {args.output} ({result['seconds']:g} s, sizes {ctx.sizes.name})")
+    if args.readme is not None:
+        update_readme(args.readme, result, lines)
     return 0
+
+
+def update_readme(path: Path, result: dict[str, Any], lines: list[str]) -> None:
+    """Replace the text between ``START`` and ``END`` in ``path`` with this run's table.
+
+    Raises:
+        SystemExit: the markers are missing.
+    """
+    text = path.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{path} has no {START} ... {END}")
+    m = result["machine"]
+    load = result["load_average_at_start"][0]
+    shared = (
+        f"shared with other work (load average {load:g} on {m['cpus']} cores at the start)"
+        if load > m["cpus"] / 2
+        else f"otherwise idle (load average {load:g} at the start)"
+    )
+    block = [
+        START,
+        f"Latest full run: {result['date']}, {result['seconds']:g} s, on {m['cpus']} cores "
+        f"({m['cpu_model'] or 'unknown CPU'}), Python {m['python']}, {shared}.",
+        "",
+        *lines,
+        END,
+    ]
+    head, rest = text.split(START, 1)
+    path.write_text(head + "\n".join(block) + rest.split(END, 1)[1])
 
 
 if __name__ == "__main__":
