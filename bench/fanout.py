@@ -29,7 +29,7 @@ F1_QUERY = (
     f'subscription {{ activityAdded(userId: "{F1_USER}") {{ seq type description timestamp }} }}'
 )
 L1_USER = "l1"
-L1_QUERY = f'subscription {{ activityAdded(userId: "{L1_USER}") {{ seq timestamp }} }}'
+X1_USER = "x1"
 W1_CONNECTIONS = 16
 W1_BODY = json.dumps(
     {
@@ -121,33 +121,57 @@ async def _wait_reference(reference: Serve, expected: int, timeout: float = 60.0
     raise RuntimeError(f"{got} of {expected} subscribers reached the reference")
 
 
-async def _latency(ctx: Context, subscribe_to: Serve, write_to: Serve) -> dict[str, Any]:
+async def _open(ctx: Context, serve: Serve, user: str) -> Crowd:
     n = ctx.sizes.latency_subscribers
-    crowd = await Crowd.start(
-        subscribe_to.ws_url, sockets=n, query=L1_QUERY, latency="activityAdded"
-    )
+    query = f'subscription {{ activityAdded(userId: "{user}") {{ seq timestamp }} }}'
+    crowd = await Crowd.start(serve.ws_url, sockets=n, query=query, latency="activityAdded")
     try:
-        await wait_subscribed(subscribe_to, n)
-        await crowd.reset()
-        writes = await open_loop(
-            write_to, L1_USER, rate=ctx.sizes.latency_rate, seconds=ctx.sizes.latency_seconds
-        )
-        scheduled, failed = writes.scheduled, writes.failed
-        stats = await crowd.wait(n * scheduled, 20)
-    finally:
+        await wait_subscribed(serve, n)
+    except BaseException:
         await crowd.close()
+        raise
+    return crowd
+
+
+async def _measure(ctx: Context, crowd: Crowd, write_to: Serve, user: str) -> dict[str, Any]:
+    n = ctx.sizes.latency_subscribers
+    await crowd.reset()
+    writes = await open_loop(
+        write_to, user, rate=ctx.sizes.latency_rate, seconds=ctx.sizes.latency_seconds
+    )
+    stats = await crowd.wait(n * writes.scheduled, 20)
     latency = stats.get("latency_ms", {"n": 0, "p50": None, "p99": None})
     return {
-        "events": scheduled,
-        "failed_writes": failed,
+        "events": writes.scheduled,
+        "failed_writes": writes.failed,
         "write_errors": writes.errors,
         "delivered": stats["count"],
-        "expected": n * scheduled,
+        "expected": n * writes.scheduled,
         "p50_ms": latency["p50"],
         "p99_ms": latency["p99"],
         "other_messages": stats["other"],
         "samples": stats["samples"],
     }
+
+
+async def _l1_x1(ctx: Context, a: Serve, b: Serve | None) -> tuple[dict[str, Any], Any]:
+    """L1 on ``a``, then X1 (subscribers on ``b``, writes to ``a``); both crowds open at once.
+
+    Each crowd watches a user of its own, so that the one not measured stays idle.
+    """
+    opening = [_open(ctx, a, L1_USER)] + ([_open(ctx, b, X1_USER)] if b is not None else [])
+    opened = await asyncio.gather(*opening, return_exceptions=True)
+    crowds = [c for c in opened if isinstance(c, Crowd)]
+    try:
+        for failure in opened:
+            if isinstance(failure, BaseException):
+                raise failure
+        l1 = await _measure(ctx, crowds[0], a, L1_USER)
+        x1 = await _measure(ctx, crowds[1], a, X1_USER) if b is not None else None
+    finally:
+        for crowd in crowds:
+            await crowd.close()
+    return l1, x1
 
 
 async def wait_leader(serve: Serve, timeout: float = 15.0) -> bool:
@@ -252,7 +276,12 @@ async def run_latency(ctx: Context, names: set[str]) -> list[Figure]:
         stack.callback(a.kill)
         leader = "the writer's instance" if await wait_leader(a) else "the other instance"
         if names & {"L1", "X1"}:
-            l1 = await _latency(ctx, a, a)
+            b = ctx.serve(settings, name="l1-b") if "X1" in names else None
+            if b is not None:
+                stack.callback(b.kill)
+            l1, x1 = await _l1_x1(ctx, a, b)
+            if b is not None:
+                b.kill()
             complete = l1["delivered"] == l1["expected"] and not l1["failed_writes"]
             l1_ok = complete and l1["p99_ms"] is not None and l1["p99_ms"] <= 50
             n = ctx.sizes.latency_subscribers
@@ -273,12 +302,7 @@ async def run_latency(ctx: Context, names: set[str]) -> list[Figure]:
                         note="" if l1["p50_ms"] is None else f"p50 {l1['p50_ms']:.1f} ms",
                     )
                 )
-            if "X1" in names:
-                b = ctx.serve(settings, name="l1-b")
-                try:
-                    x1 = await _latency(ctx, b, a)
-                finally:
-                    b.kill()
+            if x1 is not None:
                 complete = complete and x1["delivered"] == x1["expected"]
                 extra = (
                     None

@@ -109,10 +109,12 @@ def _generator_lines(figures: list[Figure]) -> list[str]:
     ]
     lines = []
     if http:
-        lines.append(f"HTTP load generator: at most {max(http) * 100:.0f} % of a core in any run.")
+        lines.append(
+            f"- HTTP load generator: at most {max(http) * 100:.0f} % of a core in any run."
+        )
     if ws:
         lines.append(
-            f"WebSocket clients (F1): at most {max(ws) * 100:.0f} % of a core while receiving."
+            f"- WebSocket clients (F1): at most {max(ws) * 100:.0f} % of a core while receiving."
         )
     return lines
 
@@ -158,19 +160,21 @@ def main(argv: list[str] | None = None) -> int:
             "load_generator": ctx.ceiling,
         },
     )
-    lines = table(figures)
+    lines = [*table(figures), ""]
     if ctx.ceiling is not None:
-        lines.append("")
         lines.append(
-            f"Load generator ceiling: {ctx.ceiling['rps']:,.0f} req/s against a constant route "
+            f"- Load generator ceiling: {ctx.ceiling['rps']:,.0f} req/s against a constant route "
             f"({ctx.ceiling['cpu_fraction'] * 100:.0f} % of a core)."
         )
     lines += _generator_lines(figures)
-    lines += [f"{f.name}: {f.note}" for f in figures if f.note]
+    notes = [f"- {f.name}: {f.note}" for f in figures if f.note]
+    lines += list(dict.fromkeys(notes))
     print("\n".join(lines))
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"results: {args.output} ({result['seconds']:g} s, sizes {ctx.sizes.name})")
-    if args.readme is not None:
+    if args.readme is not None and args.smoke:
+        print("smoke sizes: the README keeps its table", file=sys.stderr)
+    elif args.readme is not None:
         update_readme(args.readme, result, lines)
     return 0
 
@@ -194,7 +198,8 @@ def update_readme(path: Path, result: dict[str, Any], lines: list[str]) -> None:
     block = [
         START,
         f"Latest full run: {result['date']}, {result['seconds']:g} s, on {m['cpus']} cores "
-        f"({m['cpu_model'] or 'unknown CPU'}), Python {m['python']}, {shared}.",
+        f"({m['cpu_model'] or 'unknown CPU'}), Python {m['python']}, {shared}. "
+        "On a shared machine absolute numbers are depressed; the same-run ratios less so.",
         "",
         *lines,
         END,
