@@ -117,7 +117,7 @@ class _Socket(asyncio.Protocol):
         del buf[:pos]
 
     def _text(self, payload: bytes) -> None:
-        if b'"next"' in payload:
+        if b'"next"' in payload and b'"errors"' not in payload:
             self.crowd.on_next(payload)
         elif b'"connection_ack"' in payload:
             if not self.acked.done():
