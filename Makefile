@@ -70,6 +70,13 @@ MINUTES ?= 10
 soak: $(VENV)/.stamp-bench
 	$(PY) -m bench.soak --minutes $(MINUTES) $(SOAK_ARGS)
 
+## bench: each performance figure beside a reference measured in the same run, in under 5 minutes;
+## prints a table and writes bench/results.json. BENCH=Q1,F1 selects figures, BENCH_ARGS=--smoke
+## shrinks every size (a check that it runs; its numbers mean nothing)
+.PHONY: bench
+bench: $(VENV)/.stamp-bench
+	$(PY) -m bench.run $(if $(BENCH),--only $(BENCH)) $(BENCH_ARGS)
+
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -1,1 +1,2 @@
-"""Reproducible benchmarks, run from the repository root: ``python -m bench.soak``."""
+"""Reproducible benchmarks, run from the repository root: ``python -m bench.run`` (``make bench``)
+and ``python -m bench.soak`` (``make soak``)."""

@@ -8,7 +8,7 @@ socket, so it includes the commit, the relay and the fan-out. The reference is
 the round trip of a trivial ``{ __typename }`` query on the same server in the
 same run, so the ratio says what the real-time path costs beyond a request.
 
-    python bench/latency.py [--events 500] [--rate 50]
+    python -m bench.latency [--events 500] [--rate 50]
 
 Prints p50/p95/p99 in milliseconds for both, and the p99 ratio. Target: p99 of
 the event path <= 50 ms.
@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,9 +28,7 @@ from pathlib import Path
 import httpx
 from websockets.asyncio.client import connect
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.servers import start_server
+from .server import start_serve
 
 ADD = 'mutation($u: String!) { addActivity(input: {userId: $u, type: "note"}) { seq } }'
 SUBSCRIBE = 'subscription { activityAdded(userId: "bench", after: 0) { seq } }'
@@ -45,7 +42,7 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 
 async def _run(events: int, rate: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_server(Path(tmp))
+        server = start_serve(Path(tmp), {})
         try:
             async with httpx.AsyncClient(timeout=30) as http:
                 await http.post(

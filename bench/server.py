@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["Serve", "start_serve"]
+__all__ = ["Serve", "start_reference", "start_serve"]
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -68,6 +68,12 @@ class Serve:
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
 
+    def kill(self) -> None:
+        """SIGKILL: once a figure is measured, a graceful close of thousands of sockets is waste."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT)
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""
         if self.process.poll() is not None:
@@ -94,29 +100,33 @@ def _command() -> list[str]:
     return [sys.executable, "-m", "gql.cli"]
 
 
-def _wait_healthy(serve: Serve) -> None:
+def _wait_healthy(serve: Serve, path: str = "/healthz") -> None:
     deadline = time.monotonic() + START_TIMEOUT
     with httpx.Client(timeout=1.0) as http:
         while time.monotonic() < deadline:
             if serve.process.poll() is not None:
                 break
             try:
-                if http.get(f"{serve.base_url}/healthz").status_code == 200:
+                if http.get(f"{serve.base_url}{path}").status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             # The process gives no readiness signal but its port.
             time.sleep(0.1)
     serve.stop()
-    raise RuntimeError(f"checkin-realtime serve did not start:\n{serve.log_tail()}")
+    raise RuntimeError(f"{serve.log_path.stem} did not start:\n{serve.log_tail()}")
 
 
-def start_serve(directory: Path, settings: Mapping[str, str]) -> Serve:
+def start_serve(
+    directory: Path, settings: Mapping[str, str], *, name: str = "serve", log_level: str = "info"
+) -> Serve:
     """Start ``serve`` in dev mode with a new SQLite database in ``directory``.
 
     Args:
         directory: working directory; holds the database and ``serve.log``.
         settings: environment variables on top of the cleared developer settings.
+        name: the log file's name, ``NAME.log``.
+        log_level: ``serve --log-level``; below ``info`` there is no access log.
 
     Raises:
         RuntimeError: it did not answer ``/healthz`` within 30 s.
@@ -125,10 +135,11 @@ def start_serve(directory: Path, settings: Mapping[str, str]) -> Serve:
     env["DATABASE_URL"] = f"sqlite+aiosqlite:///{directory / 'checkin.db'}"
     env.update(settings)
     port = _free_port()
-    log_path = directory / "serve.log"
+    log_path = directory / f"{name}.log"
+    command = [*_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [*command, "--log-level", log_level],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -137,4 +148,32 @@ def start_serve(directory: Path, settings: Mapping[str, str]) -> Serve:
         )
     serve = Serve(process, port, log_path)
     _wait_healthy(serve)
+    return serve
+
+
+def start_reference(directory: Path, database_url: str, *, name: str = "reference") -> Serve:
+    """Start the raw Starlette reference (:mod:`bench.reference`) reading ``database_url``.
+
+    Raises:
+        RuntimeError: it did not answer ``/ping`` within 30 s.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    env["BENCH_DATABASE_URL"] = database_url
+    # The directory holding the bench package, wherever the bench runs from.
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]
+    ).rstrip(os.pathsep)
+    port = _free_port()
+    log_path = directory / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.reference", "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=directory,
+        )
+    serve = Serve(process, port, log_path)
+    _wait_healthy(serve, "/ping")
     return serve
