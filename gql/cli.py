@@ -21,7 +21,7 @@ from pydantic_settings import SettingsError
 if TYPE_CHECKING:
     from .settings import Settings
 
-__all__ = ["main", "worker_http_protocol"]
+__all__ = ["main", "websocket_options", "worker_http_protocol"]
 
 SHUTDOWN_GRACE_SECONDS = 10
 MAX_WORKERS = 64
@@ -65,8 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
             header_timeout=settings.request_header_timeout,
             body_timeout=settings.request_body_timeout,
         ),
-        # uvicorn refuses longer frames itself (close 1009) before buffering them.
-        ws_max_size=settings.max_ws_frame_bytes,
+        **websocket_options(settings),
         # A client that stalls mid-request must not hold a shutdown (or a
         # deploy) hostage: after this many seconds open connections are dropped.
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
@@ -97,7 +96,7 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> int:
             log_config=log_config(settings.log_format, args.log_level),
             lifespan="on",
             http="gql.cli:worker_http_protocol",
-            ws_max_size=settings.max_ws_frame_bytes,
+            **websocket_options(settings),
             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
             # A worker's start (imports, then the lifespan) can take longer than
             # uvicorn's 5 s on a busy machine; it would be killed and restarted in a loop.
@@ -107,6 +106,21 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> int:
         if own_dir is not None:
             shutil.rmtree(own_dir, ignore_errors=True)
     return 0
+
+
+def websocket_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's WebSocket options from the settings (``serve`` and ``serve --workers N``).
+
+    The transport is a good part of an idle socket's memory: the implementation
+    and per-message deflate (zlib state for both directions, once negotiated)
+    are settings, measured by ``bench/idle_memory.py``.
+    """
+    return {
+        "ws": settings.ws_implementation,
+        # uvicorn refuses longer frames itself (close 1009) before buffering them.
+        "ws_max_size": settings.max_ws_frame_bytes,
+        "ws_per_message_deflate": settings.ws_per_message_deflate,
+    }
 
 
 def worker_http_protocol(*args: Any, **kwargs: Any) -> asyncio.Protocol:
