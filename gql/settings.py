@@ -150,8 +150,8 @@ class SecuritySettings(BaseSettings):
     # holds four more tasks per socket.
     ws_implementation: Literal["websockets-sansio", "wsproto"] = Field(
         "websockets-sansio",
-        description="uvicorn's WebSocket implementation: websockets-sansio (the lightest "
-        "per socket) or wsproto.",
+        description="uvicorn's WebSocket implementation: websockets-sansio or wsproto "
+        "(a little lighter per socket without deflate, much heavier with it).",
     )
     ws_per_message_deflate: bool = Field(
         False,
