@@ -23,7 +23,7 @@ from pydantic_settings import SettingsError
 if TYPE_CHECKING:
     from .settings import Settings
 
-__all__ = ["main", "worker_http_protocol"]
+__all__ = ["main", "websocket_options", "worker_http_protocol"]
 
 MAX_WORKERS = 64
 WORKER_START_TIMEOUT = 30
@@ -74,8 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
             header_timeout=settings.request_header_timeout,
             body_timeout=settings.request_body_timeout,
         ),
-        # uvicorn refuses longer frames itself (close 1009) before buffering them.
-        ws_max_size=settings.max_ws_frame_bytes,
+        **websocket_options(settings),
     )
     # SIGTERM drains (gql/shutdown.py); a client that stalls mid-request cannot
     # hold the exit past SHUTDOWN_TIMEOUT.
@@ -106,7 +105,7 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> int:
             log_config=log_config(settings.log_format, args.log_level),
             lifespan="on",
             http="gql.cli:worker_http_protocol",
-            ws_max_size=settings.max_ws_frame_bytes,
+            **websocket_options(settings),
             timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
             # A worker's start (imports, then the lifespan) can take longer than
             # uvicorn's 5 s on a busy machine; it would be killed and restarted in a loop.
@@ -116,6 +115,21 @@ def _serve_workers(args: argparse.Namespace, settings: Settings) -> int:
         if own_dir is not None:
             shutil.rmtree(own_dir, ignore_errors=True)
     return 0
+
+
+def websocket_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's WebSocket options from the settings (``serve`` and ``serve --workers N``).
+
+    The transport is a good part of an idle socket's memory: the implementation
+    and per-message deflate (zlib state for both directions, once negotiated)
+    are settings, measured by ``bench/idle_memory.py``.
+    """
+    return {
+        "ws": settings.ws_implementation,
+        # uvicorn refuses longer frames itself (close 1009) before buffering them.
+        "ws_max_size": settings.max_ws_frame_bytes,
+        "ws_per_message_deflate": settings.ws_per_message_deflate,
+    }
 
 
 def worker_http_protocol(*args: Any, **kwargs: Any) -> asyncio.Protocol:

@@ -153,6 +153,19 @@ class SecuritySettings(BaseSettings):
     ws_message_burst: int = Field(
         200, ge=1, description="WebSocket messages a socket may send at once, above the rate."
     )
+    # Transport (gql/cli.py hands both to uvicorn); bench/idle_memory.py measures them.
+    # Not uvicorn's "websockets": it runs on websockets.legacy (deprecated) and
+    # holds four more tasks per socket.
+    ws_implementation: Literal["websockets-sansio", "wsproto"] = Field(
+        "websockets-sansio",
+        description="uvicorn's WebSocket implementation: websockets-sansio or wsproto "
+        "(a little lighter per socket without deflate, much heavier with it).",
+    )
+    ws_per_message_deflate: bool = Field(
+        False,
+        description="Negotiate permessage-deflate when a client offers it (browsers do): "
+        "smaller frames, but about 40 KiB of zlib state per socket.",
+    )
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Bytes per HTTP request body.")
     request_header_timeout: float = Field(
         10.0, gt=0, le=300, description="Seconds a client has to send a request's headers."

@@ -10,6 +10,7 @@ off).
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Hashable
 from contextlib import suppress
 
@@ -53,6 +54,8 @@ class _Slot:
 class Subscriber:
     """One subscription's inbox: a bounded FIFO of :class:`broadcaster.Event`.
 
+    It has one reader: a second :meth:`get` while one waits raises ``RuntimeError``.
+
     Args:
         channel: the channel subscribed to.
         max_queue: unread events allowed; one more ends the subscription with
@@ -73,6 +76,21 @@ class Subscriber:
         dropped: events discarded by conflation.
     """
 
+    # Thousands of these sit idle on one instance: no per-instance dict.
+    __slots__ = (
+        "_closed",
+        "_conflate",
+        "_error",
+        "_items",
+        "_key",
+        "_max_queue",
+        "_on_overflow",
+        "_slots",
+        "_waiter",
+        "channel",
+        "dropped",
+    )
+
     def __init__(
         self,
         channel: str,
@@ -84,24 +102,28 @@ class Subscriber:
     ) -> None:
         self.channel = channel
         self._on_overflow = on_overflow
+        # Allocated at the first event, and dropped again when read empty: most
+        # subscriptions sit idle, and an empty deque holds a 64-slot block.
         # None is the end-of-stream sentinel; it is queued once and kept.
-        self._queue: asyncio.Queue[Event | _Slot | None] = asyncio.Queue()
+        self._items: deque[Event | _Slot | None] | None = None
+        # The one reader waiting in get(), if any.
+        self._waiter: asyncio.Future[None] | None = None
         self._max_queue = max_queue
         self._conflate = conflate
         self._key = conflate_key
         # The newest queued slot of each key (keyed conflation only).
-        self._slots: dict[Hashable, _Slot] = {}
+        self._slots: dict[Hashable, _Slot] | None = {} if conflate_key is not None else None
         self._error: ChannelError | None = None
         self._closed = False
         self.dropped = 0
 
     def __repr__(self) -> str:
-        return f"Subscriber(channel={self.channel!r}, queued={self._queue.qsize()})"
+        return f"Subscriber(channel={self.channel!r}, queued={self.queued})"
 
     @property
     def queued(self) -> int:
         """Events waiting to be read."""
-        return self._queue.qsize()
+        return len(self._items) if self._items is not None else 0
 
     def push(self, event: Event) -> None:
         """Queue ``event`` without blocking; overflow ends the subscription (or conflates)."""
@@ -109,11 +131,11 @@ class Subscriber:
             return
         if self._key is not None:
             self._push_keyed(event, self._key(event))
-        elif self._queue.qsize() < self._max_queue:
-            self._queue.put_nowait(event)
+        elif self.queued < self._max_queue:
+            self._put(event)
         elif self._conflate:
             self.dropped += self._drain()
-            self._queue.put_nowait(event)
+            self._put(event)
         else:
             if self._on_overflow is not None:
                 self._on_overflow()
@@ -124,13 +146,21 @@ class Subscriber:
             )
 
     def _push_keyed(self, event: Event, key: Hashable) -> None:
+        assert self._slots is not None
         slot = self._slots.get(key)
-        if slot is not None and self._queue.qsize() >= self._max_queue:
+        if slot is not None and self.queued >= self._max_queue:
             slot.event = event
             self.dropped += 1
             return
         slot = self._slots[key] = _Slot(event, key)
-        self._queue.put_nowait(slot)
+        self._put(slot)
+
+    def _put(self, item: Event | _Slot | None) -> None:
+        if self._items is None:
+            self._items = deque()
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def fail(self, error: ChannelError) -> None:
         """End the subscription with ``error``; queued events are dropped."""
@@ -139,13 +169,13 @@ class Subscriber:
         self._error = error
         self._closed = True
         self._drain()
-        self._queue.put_nowait(None)
+        self._put(None)
 
     def close(self) -> None:
         """End the subscription normally: queued events are still delivered first."""
         if not self._closed:
             self._closed = True
-            self._queue.put_nowait(None)
+            self._put(None)
 
     async def get(self) -> Event:
         """The next event.
@@ -154,14 +184,25 @@ class Subscriber:
             SubscriptionClosed: the subscription was closed normally.
             ChannelError: it was ended by an overflow or a lost connection.
         """
-        item = await self._queue.get()
+        while not self._items:
+            if self._waiter is not None:
+                raise RuntimeError(f"subscriber of {self.channel!r} already has a reader")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item = self._items[0]
         if item is None:
-            # Keep the sentinel so that later calls raise too.
-            self._queue.put_nowait(None)
+            # The sentinel stays queued, so that later calls raise too.
             if self._error is not None:
                 raise self._error
             raise SubscriptionClosed()
+        self._items.popleft()
+        if not self._items:
+            self._items = None
         if isinstance(item, _Slot):
+            assert self._slots is not None
             if self._slots.get(item.key) is item:
                 del self._slots[item.key]
             return item.event
@@ -174,9 +215,8 @@ class Subscriber:
                 yield await self.get()
 
     def _drain(self) -> int:
-        count = 0
-        while not self._queue.empty():
-            self._queue.get_nowait()
-            count += 1
-        self._slots.clear()
+        count = self.queued
+        self._items = None
+        if self._slots:
+            self._slots.clear()
         return count
