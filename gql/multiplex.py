@@ -42,9 +42,10 @@ which costs time, never correctness.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import OrderedDict
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from graphql import (
@@ -153,6 +154,9 @@ class EventResults:
         self._entries: OrderedDict[tuple[GroupKey, int], _Entry] = OrderedDict()
         # By ``id`` of the result's data: how a message finds its payload's text.
         self._by_data: dict[int, _Entry] = {}
+        # Executions under way (resolvers awaited): the group's other members
+        # wait for them instead of starting their own.
+        self._running: dict[tuple[GroupKey, int], tuple[ChangeEvent, asyncio.Future[Any]]] = {}
         self.executions = 0
         self.reuses = 0
         self.encodings = 0
@@ -170,6 +174,30 @@ class EventResults:
         self._entries.move_to_end(key)
         self.reuses += 1
         return entry.result
+
+    def running(self, group: GroupKey, event: ChangeEvent) -> asyncio.Future[Any] | None:
+        """The execution of ``event`` for ``group`` under way, if any."""
+        running = self._running.get((group, id(event)))
+        if running is None or running[0] is not event:
+            return None
+        return running[1]
+
+    def start(self, group: GroupKey, event: ChangeEvent, execution: asyncio.Future[Any]) -> None:
+        """Note ``execution`` of ``event`` for ``group``; its result is kept when it is done."""
+        key = (group, id(event))
+        self._running[key] = (event, execution)
+
+        def done(future: asyncio.Future[Any]) -> None:
+            if self._running.get(key, (None, None))[1] is future:
+                del self._running[key]
+            if future.cancelled() or future.exception() is not None:
+                return
+            result = future.result()
+            if isinstance(result, ExecutionResult):  # not incremental delivery
+                self.put(group, event, result)
+
+        # Added first: the result is kept before any waiter resumes.
+        execution.add_done_callback(done)
 
     def put(self, group: GroupKey, event: ChangeEvent, result: ExecutionResult) -> None:
         """Keep ``result`` of ``event`` for ``group``, unless it has errors (never shared)."""
@@ -208,6 +236,7 @@ class EventResults:
         """Drop every entry (the counters stay)."""
         self._entries.clear()
         self._by_data.clear()
+        self._running.clear()
 
 
 EVENT_RESULTS = EventResults()
@@ -331,17 +360,32 @@ class MultiplexedExecutionContext(StrawberryGraphQLCoreExecutionContext):
         held = EVENT_RESULTS.get(group, event)
         if held is not None:
             return held
+        running = EVENT_RESULTS.running(group, event)
+        if running is not None:
+            return self._join(running, serially)
         result = super().execute_operation(serially)
         if self.is_awaitable(result):
-            return self._keep(group, event, result)
+            execution = asyncio.ensure_future(result)
+            EVENT_RESULTS.start(group, event, execution)
+            # Shielded: this member leaving must not cancel the others' result.
+            return asyncio.shield(execution)
         if isinstance(result, ExecutionResult):  # not incremental delivery
             EVENT_RESULTS.put(group, event, result)
         return result
 
-    @staticmethod
-    async def _keep(
-        group: GroupKey, event: ChangeEvent, pending: Awaitable[ExecutionResult]
-    ) -> ExecutionResult:
-        result = await pending
-        EVENT_RESULTS.put(group, event, result)
-        return result
+    async def _join(self, running: asyncio.Future[Any], serially: bool | None) -> Any:
+        """The result of another member's execution; this member's own if that one failed."""
+        try:
+            result = await asyncio.shield(running)
+        except asyncio.CancelledError:
+            if not running.cancelled():
+                raise  # this member was cancelled
+            result = None
+        except Exception:
+            result = None  # the member that ran it reports its error
+        if isinstance(result, ExecutionResult) and not result.errors:
+            EVENT_RESULTS.reuses += 1
+            return result
+        # Errors are formatted, masked and logged per operation: run it here.
+        own = super().execute_operation(serially)
+        return await own if self.is_awaitable(own) else own

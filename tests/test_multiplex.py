@@ -251,3 +251,32 @@ async def test_a_large_fan_out_yields_to_the_loop_in_slices() -> None:
         assert seen[-1] == subscribers
         assert (await cold.get()).message == "c"
         assert [(await inbox.get()).message for inbox in inboxes] == ["h"] * subscribers
+
+
+@pytest.mark.usefixtures("_clean_results")
+async def test_members_wait_for_an_execution_under_way_instead_of_running_their_own() -> None:
+    from gql.multiplex import GroupKey
+
+    group = GroupKey(object(), "{}", None)
+    event = _event()
+    execution: asyncio.Future[ExecutionResult] = asyncio.get_running_loop().create_future()
+    EVENT_RESULTS.start(group, event, execution)
+    assert EVENT_RESULTS.running(group, event) is execution
+    assert EVENT_RESULTS.running(group, _event(2)) is None
+    assert EVENT_RESULTS.get(group, event) is None
+    result = ExecutionResult(data={"x": 1})
+    execution.set_result(result)
+    await asyncio.sleep(0)
+    assert EVENT_RESULTS.running(group, event) is None
+    assert EVENT_RESULTS.get(group, event) is result
+    # One that fails is dropped, not kept.
+    other = _event(3)
+    failing: asyncio.Future[ExecutionResult] = asyncio.get_running_loop().create_future()
+    EVENT_RESULTS.start(group, other, failing)
+    assert EVENT_RESULTS.running(group, other) is failing
+    failing.set_exception(RuntimeError("boom"))
+    await asyncio.sleep(0)
+    assert EVENT_RESULTS.running(group, other) is None
+    assert EVENT_RESULTS.get(group, other) is None
+    with pytest.raises(RuntimeError):
+        failing.result()
