@@ -320,6 +320,16 @@ def _variables_key(values: Mapping[str, Any], names: frozenset[str]) -> str:
     return json.dumps(chosen, sort_keys=True, default=repr)
 
 
+class _Held:
+    """Stands for a per-event executor whose result the group already holds."""
+
+    def __init__(self, result: ExecutionResult) -> None:
+        self.result = result
+
+    def execute_operation(self, serially: bool | None = None) -> ExecutionResult:
+        return self.result
+
+
 class MultiplexedExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """Executes each live event marked by :func:`share` once per group.
 
@@ -346,11 +356,17 @@ class MultiplexedExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return group
 
     def build_per_event_executor(self, payload: Any) -> Any:
-        executor = super().build_per_event_executor(payload)
         event = getattr(payload, _EVENT_ATTRIBUTE, None)
-        if isinstance(event, ChangeEvent) and isinstance(executor, MultiplexedExecutionContext):
+        if not isinstance(event, ChangeEvent):
+            return super().build_per_event_executor(payload)
+        group = self._group_key()
+        held = EVENT_RESULTS.get(group, event)
+        if held is not None:
+            return _Held(held)  # no executor to copy
+        executor = super().build_per_event_executor(payload)
+        if isinstance(executor, MultiplexedExecutionContext):
             executor._shared_event = event
-            executor._event_group = self._group_key()
+            executor._event_group = group
         return executor
 
     def execute_operation(self, serially: bool | None = None) -> Any:
