@@ -79,9 +79,11 @@ _T = TypeVar("_T")
 # The attribute of a root value that names its live change event.
 _EVENT_ATTRIBUTE = "_multiplexed_event"
 
-# Results kept: one per group and event. Members of a group read an event
-# within SUBSCRIBER_QUEUE events of each other, or they are cut off.
-DEFAULT_RESULTS = 4096
+# Results kept: one per group and event. A group's members read a live event
+# within one fan-out of each other, unless they lag; a lagging member that
+# finds the result gone executes it again. Kept small because every event of
+# a single-member group has an entry too, up to 16 KiB of metadata each.
+DEFAULT_RESULTS = 256
 
 
 class GroupKey:

@@ -43,7 +43,9 @@ REPLAY_PAGE = 16
 
 # Broker messages decoded, kept by text: every local subscriber of a channel
 # reads the same message, and decodes it once for all (see decode_shared).
-DECODED_MESSAGES = 1024
+# A subscriber that lags past them decodes again. Kept small: a message is up
+# to about 30 KB as text, and its event as much again.
+DECODED_MESSAGES = 256
 
 
 class _Decoded:
