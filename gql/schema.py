@@ -16,11 +16,11 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionContext
 
 from .errors import add_codes, mask_internal
 from .limits import limit_extensions
+from .multiplex import MultiplexedExecutionContext
 from .mutations import Mutation
 from .operation_choice import OperationChoice
 from .permissions import check_every_root_field_guarded
@@ -56,8 +56,9 @@ class _ParserCache(ParserCache):
         yield
 
 
-class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """Gives each subscription event its own subfield memo.
+class _ExecutionContext(MultiplexedExecutionContext):
+    """Gives each subscription event its own subfield memo (and shares live events' results,
+    see :mod:`gql.multiplex`).
 
     graphql-core 3.3 builds the executor of each subscription event as a shallow
     ``copy`` of the subscription's executor, so they all share one

@@ -44,6 +44,7 @@ from .codes import ErrorCode
 from .context import Context
 from .errors import BadUserInput, user_input
 from .metrics import Delivery
+from .multiplex import share
 from .permissions import ADMIN_ONLY, OWN_USER, Authorize
 from .types import Activity, DashboardUpdate, UserStatus
 
@@ -129,7 +130,7 @@ class Subscription:
             async with _resumable(events, after, delivery) as stream:
                 async for event in stream:
                     with delivery.deliver(event.committed_at, event.trace_parent):
-                        yield Activity.from_payload(event.activity)
+                        yield share(Activity.from_payload(event.activity), event)
 
     @strawberry.subscription(
         extensions=[Authorize(OWN_USER)],
@@ -155,7 +156,7 @@ class Subscription:
                         yield UserStatus.from_payload(status)
                         continue
                     with delivery.deliver(event.committed_at, event.trace_parent):
-                        yield UserStatus.from_payload(status)
+                        yield share(UserStatus.from_payload(status), event)
 
     @strawberry.subscription(
         extensions=[Authorize(OWN_USER)],
@@ -191,7 +192,7 @@ class Subscription:
                         yield DashboardUpdate.from_update(update)
                         continue
                     with delivery.deliver(event.committed_at, event.trace_parent):
-                        yield DashboardUpdate.from_update(update)
+                        yield share(DashboardUpdate.from_update(update), event)
 
     @strawberry.subscription(
         extensions=[Authorize(ADMIN_ONLY)],
@@ -203,7 +204,7 @@ class Subscription:
                 async with info.context.channels.feed_events() as stream:
                     async for event in stream:
                         with delivery.deliver(event.committed_at, event.trace_parent):
-                            yield Activity.from_payload(event.activity)
+                            yield share(Activity.from_payload(event.activity), event)
         except ChannelError as exc:
             raise _ended(exc, None) from None
 
@@ -221,6 +222,6 @@ class Subscription:
                 async with info.context.channels.status_feed_events() as stream:
                     async for event in stream:
                         with delivery.deliver(event.committed_at, event.trace_parent):
-                            yield UserStatus.from_payload(event.status)
+                            yield share(UserStatus.from_payload(event.status), event)
         except ChannelError as exc:
             raise _ended(exc, None) from None

@@ -40,18 +40,22 @@ other operations go on. The counts live in :mod:`gql.admission`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import cast
 
 from graphql import GraphQLError, GraphQLFormattedError
+from starlette.websockets import WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
+    Message,
     PingMessage,
     PongMessage,
     SubscribeMessage,
@@ -66,6 +70,7 @@ from strawberry.types.unset import UnsetType
 from .admission import Hold, Refused, Seat
 from .codes import CloseCode, ErrorCode
 from .context import Context
+from .multiplex import shared_frame
 
 __all__ = ["GraphQLTransportWSHandler", "LegacyGraphQLWSHandler"]
 
@@ -139,6 +144,28 @@ def _leave_seat(handler: GraphQLTransportWSHandler | LegacyGraphQLWSHandler) -> 
     handler.context.services.metrics.websocket_closed()
 
 
+async def _send_shared(
+    handler: GraphQLTransportWSHandler | LegacyGraphQLWSHandler, message: Mapping[str, object]
+) -> bool:
+    """Send a result message whose payload is shared by its group (:mod:`gql.multiplex`).
+
+    Returns:
+        Whether it was sent; if not, send it the usual way.
+    """
+    adapter = handler.websocket
+    encoder = getattr(handler.view, "response_encoder", None)
+    if not isinstance(adapter, ASGIWebSocketAdapter) or encoder is None:
+        return False
+    frame = shared_frame(message, encoder.max_bytes)
+    if frame is None:
+        return False
+    try:
+        await adapter.ws.send_text(frame)
+    except WebSocketDisconnect as exc:
+        raise WebSocketDisconnected from exc
+    return True
+
+
 class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws with admission caps and token expiry; the init timeout is
     Strawberry's."""
@@ -194,6 +221,11 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def handle_pong(self, message: PongMessage) -> None:
         """Ignored: a ``pong`` may also be an unsolicited heartbeat (PROTOCOL.md)."""
+
+    async def send_message(self, message: Message) -> None:
+        if message["type"] == "next" and await _send_shared(self, message):
+            return
+        await super().send_message(message)
 
     @staticmethod
     def _get_pre_execution_close_reason(error: GraphQLError) -> str | None:
@@ -364,6 +396,8 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
     async def send_message(self, message: OperationMessage) -> None:
         if message["type"] == "complete" and message.get("id") == self._replacing:
             return  # the end of the operation being replaced, not of its successor
+        if message["type"] == "data" and await _send_shared(self, message):
+            return
         await super().send_message(message)
 
     async def _expire(self) -> None:

@@ -40,6 +40,9 @@ __all__ = ["DEFAULT_MAX_QUEUE", "Hub"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE = 1_000
+# Inboxes filled between two yields to the event loop: one channel with
+# thousands of local subscribers must not hold the loop for the whole fan-out.
+FANOUT_SLICE = 200
 RECONNECT_MIN_SECONDS = 0.1
 RECONNECT_MAX_SECONDS = 5.0
 
@@ -261,8 +264,7 @@ class Hub:
                 while True:
                     event = await self._backend.next_published()
                     delay = RECONNECT_MIN_SECONDS
-                    for subscriber in list(self._inboxes.get(event.channel, ())):
-                        subscriber.push(event)
+                    await self._fan_out(event)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -272,6 +274,20 @@ class Hub:
                 self._fail_all(ChannelDisconnected(f"broker connection lost: {exc!r}"))
             await self._reconnect(delay)
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+
+    async def _fan_out(self, event: Event) -> None:
+        """Queue ``event`` for the channel's subscribers, yielding every :data:`FANOUT_SLICE`.
+
+        The next event is read only after this one reached every inbox, so
+        each subscriber still gets the channel's events in broker order.
+        """
+        inboxes = self._inboxes.get(event.channel)
+        if not inboxes:
+            return
+        for count, subscriber in enumerate(list(inboxes), 1):
+            subscriber.push(event)
+            if count % FANOUT_SLICE == 0:
+                await asyncio.sleep(0)
 
     async def _reconnect(self, delay: float) -> None:
         while not self._closing:

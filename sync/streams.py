@@ -11,6 +11,7 @@ subscribed before they read, so nothing falls between the read and live.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
@@ -28,6 +29,8 @@ __all__ = [
     "Inbox",
     "StatusReader",
     "StatusStream",
+    "decode_shared",
+    "is_shared",
 ]
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,61 @@ logger = logging.getLogger(__name__)
 # page, not the history. An entry is at most about 30 KB as text (16 KiB of
 # metadata, 2,000 characters of description), so a page is at most ~0.5 MB.
 REPLAY_PAGE = 16
+
+# Broker messages decoded, kept by text: every local subscriber of a channel
+# reads the same message, and decodes it once for all (see decode_shared).
+# A subscriber that lags past them decodes again. Kept small: a message is up
+# to about 30 KB as text, and its event as much again.
+DECODED_MESSAGES = 256
+
+
+class _Decoded:
+    """The events of the latest broker messages, one object per message text."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._by_text: OrderedDict[str, ChangeEvent] = OrderedDict()
+        self._by_id: dict[int, ChangeEvent] = {}
+
+    def decode(self, text: str) -> ChangeEvent:
+        event = self._by_text.get(text)
+        if event is not None:
+            return event
+        event = ChangeEvent.decode(text)
+        self._by_text[text] = event
+        self._by_id[id(event)] = event
+        while len(self._by_text) > self.size:
+            _, old = self._by_text.popitem(last=False)
+            del self._by_id[id(old)]
+        return event
+
+    def holds(self, event: ChangeEvent) -> bool:
+        return self._by_id.get(id(event)) is event
+
+
+_decoded = _Decoded(DECODED_MESSAGES)
+
+
+def decode_shared(text: str) -> ChangeEvent:
+    """:meth:`ChangeEvent.decode`, once per message text for every subscriber of the process.
+
+    The event is shared: nothing may change it (it is frozen, its payload is
+    only read).
+
+    Raises:
+        ValueError: as :meth:`ChangeEvent.decode`.
+    """
+    return _decoded.decode(text)
+
+
+def is_shared(event: ChangeEvent) -> bool:
+    """Whether ``event`` is the one object every local subscriber got for its broker message.
+
+    Replayed events, and events loaded by reference, are read per subscription
+    and are not.
+    """
+    return _decoded.holds(event)
+
 
 #: Reads a user's current status payload, or ``None`` when the user has none;
 #: :meth:`sync.reads.Reader.user_status` is one.
@@ -157,7 +215,7 @@ class EventStream:
                     yield event
         async for message in self._subscriber:
             try:
-                event = ChangeEvent.decode(message.message)
+                event = decode_shared(message.message)
             except ValueError:
                 logger.warning("dropping malformed message on %s", message.channel)
                 continue
