@@ -62,7 +62,9 @@ class CostCache:
         """The key of ``query`` with ``variables``, or None when it is not kept."""
         try:
             text = json.dumps(variables, sort_keys=True, separators=(",", ":"))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
+            # Not kept: nested deeper than json can encode (metadata's own
+            # depth limit refuses it later, with BAD_USER_INPUT).
             return None
         return (query, text) if len(text) <= COST_CACHE_MAX_VARIABLES else None
 
