@@ -71,6 +71,7 @@ class Router(GraphiQLRouter):
     websocket_adapter_class = LimitedWebSocketAdapter
     max_frame_bytes: int = 64 * 1024
     message_rate: tuple[float, int] = (100.0, 200)
+    max_send_buffer_bytes: int = 8 * 1024 * 1024
     response_encoder = ResponseEncoder(4 * 1024 * 1024)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -299,6 +300,7 @@ def create_router(settings: Settings, schema: strawberry.Schema) -> Router:
     router.add_api_route("", _method_not_allowed, methods=_OTHER_METHODS, include_in_schema=False)
     router.max_frame_bytes = settings.max_ws_frame_bytes
     router.message_rate = (settings.ws_messages_per_second, settings.ws_message_burst)
+    router.max_send_buffer_bytes = settings.max_ws_send_buffer_bytes
     router.response_encoder = ResponseEncoder(settings.max_response_bytes)
     return router
 
