@@ -31,11 +31,27 @@ from strawberry.http.exceptions import WebSocketDisconnected
 
 from .codes import CloseCode
 
-__all__ = ["LimitedWebSocketAdapter", "MessageRate", "frame_problem"]
+__all__ = ["LimitedWebSocketAdapter", "MessageRate", "frame_problem", "loads_json"]
 
 _OPERATION_START = frozenset({"subscribe", "start"})
 _OPERATION_END = frozenset({"complete", "stop"})
 _MAX_ID_LENGTH = 256
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_json(data: str | bytes) -> Any:
+    """``json.loads``, but without the ``NaN``, ``Infinity`` and ``-Infinity`` it accepts.
+
+    They are not JSON (RFC 8259 section 6): echoed back, in a ``pong`` or an
+    error, they would make a message no client can decode.
+
+    Raises:
+        ValueError: ``data`` is not JSON (``JSONDecodeError`` included).
+    """
+    return json.loads(data, parse_constant=_refuse_constant)
 
 
 def frame_problem(message: object) -> str | None:
@@ -228,8 +244,8 @@ class LimitedWebSocketAdapter(ASGIWebSocketAdapter):
                 await self.close(CloseCode.TOO_BIG, f"frame exceeds {self.max_frame_bytes} bytes")
                 return
             try:
-                message = self.view.decode_json(text)
-            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+                message = loads_json(text)
+            except (ValueError, RecursionError):  # JSONDecodeError, NaN and Infinity
                 await self.close(CloseCode.BAD_FRAME, "WebSocket message must be valid JSON")
                 return
             if (problem := frame_problem(message)) is not None:

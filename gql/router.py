@@ -44,7 +44,7 @@ from .auth import AuthenticationError
 from .codes import ErrorCode
 from .context import Context, get_context
 from .errors import RETRY_AFTER_SECONDS, unavailable_only
-from .frames import LimitedWebSocketAdapter, is_unicode
+from .frames import LimitedWebSocketAdapter, is_unicode, loads_json
 from .graphiql import GraphiQLRouter
 from .http_errors import HTTPError, error_response
 from .negotiation import GRAPHQL_RESPONSE_JSON, JSON, content_type, negotiate, result_status
@@ -99,8 +99,8 @@ class Router(GraphiQLRouter):
     def parse_json(self, data: str | bytes) -> Any:
         """Decode a request body or a GET parameter; 400 unless it is a JSON object or array."""
         try:
-            value = self.decode_json(data)
-        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError
+            value = loads_json(data)
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, NaN
             raise HTTPError(
                 400, ErrorCode.BAD_REQUEST, "Unable to parse request body as JSON"
             ) from None
