@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from . import outbox
 from ._upsert import insert_for
 from .models import AlertLevel, UserStatus, utcnow
-from .validation import InvalidInput, check_aware, check_user_id
+from .validation import InvalidInput, check_aware, check_not_future, check_user_id
 
 __all__ = ["PATCHABLE_FIELDS", "VersionConflict", "get", "update"]
 
@@ -53,6 +53,10 @@ def _check_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
         value = checked.get(name)
         if isinstance(value, datetime):
             check_aware(value, field=name)
+    if isinstance(last := checked.get("last_check_in"), datetime):
+        # As for a check-in: a lastCheckIn in the future makes every later
+        # check-in count as back-dated, and the user stays in alert.
+        check_not_future(last, field="last_check_in", now=utcnow())
     return checked
 
 

@@ -7,27 +7,51 @@ is not JSON or not a message of the protocol's shape (not an object, ``type``
 not a string, ``id`` not a string, ``payload`` not an object, or a
 ``subscribe``/``start`` without a string ``payload.query``, unless its
 ``payload.extensions`` names a persisted query).
+
+Sends are bounded too: a client that stops reading leaves every operation's
+frame waiting on the socket. Once the frames handed to the socket and not yet
+sent would pass ``MAX_WS_SEND_BUFFER_BYTES``, the socket closes with ``1008``
+(queued behind what it has not read), the new frame is dropped and the
+operations waiting to send are cancelled, so their frames are freed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import suppress
-from typing import Any
+from typing import Any, NoReturn
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.async_base_view import AsyncBaseHTTPView
+from strawberry.http.exceptions import WebSocketDisconnected
 
 from .codes import CloseCode
 
-__all__ = ["LimitedWebSocketAdapter", "MessageRate", "frame_problem"]
+__all__ = ["LimitedWebSocketAdapter", "MessageRate", "frame_problem", "loads_json"]
 
 _OPERATION_START = frozenset({"subscribe", "start"})
 _OPERATION_END = frozenset({"complete", "stop"})
 _MAX_ID_LENGTH = 256
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_json(data: str | bytes) -> Any:
+    """``json.loads``, but without the ``NaN``, ``Infinity`` and ``-Infinity`` it accepts.
+
+    They are not JSON (RFC 8259 section 6): echoed back, in a ``pong`` or an
+    error, they would make a message no client can decode.
+
+    Raises:
+        ValueError: ``data`` is not JSON (``JSONDecodeError`` included).
+    """
+    return json.loads(data, parse_constant=_refuse_constant)
 
 
 def frame_problem(message: object) -> str | None:
@@ -137,10 +161,70 @@ class LimitedWebSocketAdapter(ASGIWebSocketAdapter):
         self.max_frame_bytes: int = getattr(view, "max_frame_bytes", 64 * 1024)
         per_second, burst = getattr(view, "message_rate", (100.0, 200))
         self._rate = MessageRate(per_second, burst)
+        self.max_send_buffer_bytes: int = getattr(view, "max_send_buffer_bytes", 8 * 2**20)
+        # Bytes of the frames handed to the socket whose send has not returned,
+        # and the tasks waiting on those sends.
+        self.unsent_bytes = 0
+        self._senders: dict[asyncio.Task[Any], int] = {}
+        self._reader: asyncio.Task[Any] | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        """Send ``message``, unless the client is too far behind (then close 1008)."""
+        if self._closer is not None:
+            await self._stop_sender()
+        encoded = self.view.encode_json(message)
+        # ResponseEncoder writes ASCII (non-ASCII is escaped): characters are bytes.
+        size = len(encoded)
+        # The first frame always goes: MAX_WS_SEND_BUFFER_BYTES >= MAX_RESPONSE_BYTES.
+        if self.unsent_bytes and self.unsent_bytes + size > self.max_send_buffer_bytes:
+            self._not_reading()
+            await self._stop_sender()
+        task = asyncio.current_task()
+        if task is not None:
+            self._senders[task] = self._senders.get(task, 0) + 1
+        self.unsent_bytes += size
+        try:
+            if isinstance(encoded, bytes):
+                await self.ws.send_bytes(encoded)
+            else:
+                await self.ws.send_text(encoded)
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
+        finally:
+            self.unsent_bytes -= size
+            if task is not None:
+                if self._senders[task] == 1:
+                    del self._senders[task]
+                else:
+                    self._senders[task] -= 1
+
+    def _not_reading(self) -> None:
+        """Close 1008 and cancel the operations waiting to send, which frees their frames."""
+        self._closer = asyncio.ensure_future(
+            self.close(
+                CloseCode.POLICY_VIOLATION, "client is not reading (MAX_WS_SEND_BUFFER_BYTES)"
+            )
+        )
+        current = asyncio.current_task()
+        for task in self._senders:
+            # The reader runs the protocol handler: it is stopped by the disconnect.
+            if task is not current and task is not self._reader:
+                task.cancel()
+
+    async def _stop_sender(self) -> NoReturn:
+        """End the calling task's part: the reader stops, an operation is cancelled."""
+        task = asyncio.current_task()
+        if task is None or task is self._reader:
+            raise WebSocketDisconnected
+        task.cancel()
+        await asyncio.sleep(0)  # raises CancelledError here
+        raise WebSocketDisconnected  # pragma: no cover (the cancel is not swallowed)
 
     async def iter_json(
         self, *, ignore_parsing_errors: bool = False
     ) -> AsyncGenerator[object, None]:
+        self._reader = asyncio.current_task()
         while self.ws.application_state != WebSocketState.DISCONNECTED:
             try:
                 text = await self.ws.receive_text()
@@ -148,6 +232,8 @@ class LimitedWebSocketAdapter(ASGIWebSocketAdapter):
                 return
             except KeyError:
                 await self.close(CloseCode.BAD_FRAME, "WebSocket message type must be text")
+                return
+            if self._closer is not None:
                 return
             if not self._rate.take():
                 await self.close(
@@ -158,8 +244,8 @@ class LimitedWebSocketAdapter(ASGIWebSocketAdapter):
                 await self.close(CloseCode.TOO_BIG, f"frame exceeds {self.max_frame_bytes} bytes")
                 return
             try:
-                message = self.view.decode_json(text)
-            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+                message = loads_json(text)
+            except (ValueError, RecursionError):  # JSONDecodeError, NaN and Infinity
                 await self.close(CloseCode.BAD_FRAME, "WebSocket message must be valid JSON")
                 return
             if (problem := frame_problem(message)) is not None:

@@ -2,7 +2,9 @@
 
 A request names its document by hash in ``extensions.persistedQuery``
 (``{"version": 1, "sha256Hash": "<64 hex digits>"}``), over GET, POST and
-WebSocket ``subscribe``/``start`` alike:
+WebSocket ``subscribe``/``start`` alike. ``version`` must be the integer 1;
+in APQ a hash that is not 64 hex digits is ``BAD_REQUEST`` (upper-case hex is
+read as lower-case):
 
 * **APQ** (the default): a hash alone is looked up in a bounded LRU of
   ``APQ_CACHE_SIZE`` documents; a miss is ``PERSISTED_QUERY_NOT_FOUND``
@@ -133,11 +135,18 @@ class PersistedQueries:
             raise PersistedQueryError(
                 ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED, NOT_SUPPORTED_MESSAGE
             )
+        # Apollo sends lower-case hex; upper-case names the same document.
+        key = key.lower()
+        if not _SHA256_HEX.fullmatch(key):
+            # Malformed, so never in the cache: not a miss the client should answer.
+            raise PersistedQueryError(
+                ErrorCode.BAD_REQUEST, "persistedQuery.sha256Hash must be 64 hexadecimal digits"
+            )
         if query is None:
-            stored = self._cache.get(key.lower())
+            stored = self._cache.get(key)
             if stored is None:
                 raise PersistedQueryError(ErrorCode.PERSISTED_QUERY_NOT_FOUND, NOT_FOUND_MESSAGE)
-            self._cache.move_to_end(key.lower())
+            self._cache.move_to_end(key)
             return stored
         return self._register(key, query)
 
@@ -162,11 +171,6 @@ class PersistedQueries:
         return None
 
     def _register(self, key: str, query: str) -> str:
-        key = key.lower()
-        if not _SHA256_HEX.fullmatch(key):
-            raise PersistedQueryError(
-                ErrorCode.BAD_REQUEST, "persistedQuery.sha256Hash must be 64 hexadecimal digits"
-            )
         if sha256_hex(query) != key:
             raise PersistedQueryError(
                 ErrorCode.PERSISTED_QUERY_HASH_MISMATCH,
@@ -213,7 +217,9 @@ def _hash_of(persisted: object) -> str:
         raise PersistedQueryError(
             ErrorCode.BAD_REQUEST, "extensions.persistedQuery must be an object"
         )
-    if persisted.get("version") != APQ_VERSION:
+    version = persisted.get("version")
+    # The integer 1: True and 1.0 compare equal to it in Python, not in the protocol.
+    if type(version) is not int or version != APQ_VERSION:
         raise PersistedQueryError(
             ErrorCode.BAD_REQUEST, f"persistedQuery.version must be {APQ_VERSION}"
         )

@@ -44,7 +44,7 @@ from .auth import AuthenticationError
 from .codes import ErrorCode
 from .context import Context, get_context
 from .errors import RETRY_AFTER_SECONDS, unavailable_only
-from .frames import LimitedWebSocketAdapter, is_unicode
+from .frames import LimitedWebSocketAdapter, is_unicode, loads_json
 from .graphiql import GraphiQLRouter
 from .http_errors import HTTPError, error_response
 from .negotiation import GRAPHQL_RESPONSE_JSON, JSON, content_type, negotiate, result_status
@@ -71,6 +71,7 @@ class Router(GraphiQLRouter):
     websocket_adapter_class = LimitedWebSocketAdapter
     max_frame_bytes: int = 64 * 1024
     message_rate: tuple[float, int] = (100.0, 200)
+    max_send_buffer_bytes: int = 8 * 1024 * 1024
     response_encoder = ResponseEncoder(4 * 1024 * 1024)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -98,8 +99,8 @@ class Router(GraphiQLRouter):
     def parse_json(self, data: str | bytes) -> Any:
         """Decode a request body or a GET parameter; 400 unless it is a JSON object or array."""
         try:
-            value = self.decode_json(data)
-        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError
+            value = loads_json(data)
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, NaN
             raise HTTPError(
                 400, ErrorCode.BAD_REQUEST, "Unable to parse request body as JSON"
             ) from None
@@ -299,6 +300,7 @@ def create_router(settings: Settings, schema: strawberry.Schema) -> Router:
     router.add_api_route("", _method_not_allowed, methods=_OTHER_METHODS, include_in_schema=False)
     router.max_frame_bytes = settings.max_ws_frame_bytes
     router.message_rate = (settings.ws_messages_per_second, settings.ws_message_burst)
+    router.max_send_buffer_bytes = settings.max_ws_send_buffer_bytes
     router.response_encoder = ResponseEncoder(settings.max_response_bytes)
     return router
 

@@ -179,6 +179,13 @@ class SecuritySettings(BaseSettings):
         ge=1024,
         description="Bytes of one serialised result (HTTP body or WebSocket next message).",
     )
+    # A client that does not read leaves frames waiting on its socket (gql/frames.py).
+    max_ws_send_buffer_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of WebSocket frames waiting on one socket's sends before it is "
+        "closed 1008 (at least MAX_RESPONSE_BYTES).",
+    )
     # Persisted queries (gql/persisted.py): APQ's cache, or an allow-list in production.
     apq_cache_size: int = Field(
         1_000, ge=0, description="Documents the APQ cache keeps (LRU); 0 turns APQ off."
@@ -318,6 +325,13 @@ class Settings(SecuritySettings):
         description="Make OpenTelemetry spans (needs the otel extra); they go to the "
         "global tracer provider, or to OTLP over HTTP (OTEL_EXPORTER_OTLP_ENDPOINT).",
     )
+
+    @model_validator(mode="after")
+    def _check_send_buffer(self) -> Self:
+        # One result of the largest size must always fit.
+        if self.max_ws_send_buffer_bytes < self.max_response_bytes:
+            raise ValueError("MAX_WS_SEND_BUFFER_BYTES must be at least MAX_RESPONSE_BYTES")
+        return self
 
     @field_validator("tracing")
     @classmethod

@@ -4,6 +4,7 @@ and leaves no row behind."""
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -131,6 +132,13 @@ WRITE_CASES = [
         "input.alertLevel",
         "null",
         id="null-alert-level",
+    ),
+    pytest.param(
+        UPDATE,
+        {"input": {"userId": "c7", "lastCheckIn": "9999-12-31T23:59:59Z"}},
+        "input.lastCheckIn",
+        "future",
+        id="status-last-check-in-future",
     ),
     pytest.param(
         UPDATE,
@@ -303,3 +311,9 @@ async def test_a_lone_surrogate_in_operation_name_is_a_bad_request(
     )
     assert response.status_code == 400, response.text
     assert "operationName must be valid Unicode" in response.text
+
+
+async def test_a_last_check_in_within_the_clock_skew_is_accepted(graphql: GraphQLClient) -> None:
+    soon = (datetime.now(UTC) + timedelta(minutes=2)).isoformat()
+    body = await graphql(UPDATE, {"input": {"userId": "c7", "lastCheckIn": soon}})
+    assert body == {"data": {"updateUserStatus": {"version": 1}}}, body

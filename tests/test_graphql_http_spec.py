@@ -342,6 +342,10 @@ BAD_REQUESTS = {
     "batch": b'[{"query": "{ __typename }"}]',
     "surrogate": b'{"query": "{ __typename }", "operationName": "\\ud800"}',
     "subscription": b'{"query": "subscription { activityFeedAdded { id } }"}',
+    # Python's json reads these constants; they are not JSON (RFC 8259 section 6).
+    "variables-nan": b'{"query": "{ __typename }", "variables": {"n": NaN}}',
+    "variables-infinity": b'{"query": "{ __typename }", "variables": {"n": Infinity}}',
+    "extensions-minus-infinity": b'{"query": "{ __typename }", "extensions": {"n": -Infinity}}',
 }
 
 

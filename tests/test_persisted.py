@@ -146,6 +146,9 @@ async def test_a_hash_that_is_not_the_querys_is_refused_and_not_stored(
         {"sha256Hash": sha256(QUERY)},
         {"version": 1, "sha256Hash": 5},
         {"version": 1, "sha256Hash": "x" * 300},
+        {"version": True, "sha256Hash": sha256(QUERY)},
+        {"version": 1.0, "sha256Hash": sha256(QUERY)},
+        {"version": "1", "sha256Hash": sha256(QUERY)},
         "not an object",
     ],
 )
@@ -287,6 +290,17 @@ def test_the_cache_never_holds_more_than_its_size() -> None:
     with pytest.raises(PersistedQueryError) as missed:
         queries.document(None, persisted("{ a44: __typename }"))
     assert missed.value.code is ErrorCode.PERSISTED_QUERY_NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    "key", ["abc", "a" * 63, "a" * 65, "g" * 64, sha256(QUERY)[:-1] + " "], ids=str.strip
+)
+async def test_a_hash_alone_that_is_not_64_hex_digits_is_a_bad_request_not_a_miss(
+    client: httpx.AsyncClient, key: str
+) -> None:
+    body = await post(client, extensions={"persistedQuery": {"version": 1, "sha256Hash": key}})
+    assert codes(body) == ["BAD_REQUEST"], body
+    assert "64 hexadecimal digits" in body["errors"][0]["message"]
 
 
 def test_an_upper_case_hash_names_the_same_document() -> None:

@@ -130,6 +130,14 @@ MALFORMED: list[tuple[str, str]] = [
         '"payload": {"query": "{__typename}", "operationName": "\\ud800"}}',
     ),
     ("id-lone-surrogate", '{"id": "\\ud800", "type": "complete"}'),
+    # Not JSON, though Python reads them: a pong would echo them back.
+    ("ping-nan", '{"type": "ping", "payload": {"a": NaN}}'),
+    ("ping-infinity", '{"type": "ping", "payload": {"a": Infinity}}'),
+    (
+        "variables-minus-infinity",
+        '{"id": "1", "type": "subscribe", '
+        '"payload": {"query": "{__typename}", "variables": {"n": -Infinity}}}',
+    ),
 ]
 
 

@@ -366,13 +366,15 @@ async def test_subscribe_needs_no_token_in_dev_mode(
     assert "alertLevel: 'NONE'" in output
 
 
-ADD = """mutation($n: Int!, $d: String!) {
-  addActivity(input: {userId: "u1", type: "note", description: $d, metadata: {n: $n}}) { seq }
+ADD = """mutation($n: Int!, $d: String!, $t: DateTime) {
+  addActivity(
+    input: {userId: "u1", type: "note", description: $d, metadata: {n: $n}, timestamp: $t}
+  ) { seq }
 }"""
 
 
-async def add(server: Server, n: int) -> int:
-    data = await server.execute(ADD, {"n": n, "d": f"note {n}"})
+async def add(server: Server, n: int, *, timestamp: str | None = None) -> int:
+    data = await server.execute(ADD, {"n": n, "d": f"note {n}", "t": timestamp})
     seq: int = data["addActivity"]["seq"]
     return seq
 
@@ -388,10 +390,14 @@ async def test_resume_survives_a_server_restart_with_no_gap(node: str, tmp_path:
 
     try:
         written = [await add(first, n) for n in range(2)]  # shown from the feed's first page
+        # Back-dated: the newest seq, the oldest timestamp, so the page lists it
+        # last (newest first by timestamp) and shows it first; none is hidden.
+        written.insert(0, await add(first, 2, timestamp="2020-01-01T00:00:00Z"))
         script = node_script(examples()["resume"], first, tmp_path)
         process = await start_node(node, script)
-        await read_until(process, lambda lines: seqs(lines) == written, seen, SCRIPT_TIMEOUT)
-        written += [await add(first, n) for n in range(2, 4)]  # live
+        await read_until(process, lambda lines: len(lines) >= len(written), seen, SCRIPT_TIMEOUT)
+        assert seqs(seen) == written == [3, 1, 2], seen
+        written += [await add(first, n) for n in range(3, 5)]  # live
         await read_until(process, lambda lines: len(lines) == len(written), seen, SCRIPT_TIMEOUT)
 
         await asyncio.to_thread(first.stop)
@@ -399,22 +405,24 @@ async def test_resume_survives_a_server_restart_with_no_gap(node: str, tmp_path:
         # another port): it gets them only by resuming with `after`.
         elsewhere = await asyncio.to_thread(start_server, tmp_path, name="elsewhere")
         servers.append(elsewhere)
-        written += [await add(elsewhere, n) for n in range(4, 7)]
+        written += [await add(elsewhere, n) for n in range(5, 8)]
         await asyncio.to_thread(elsewhere.stop)
         second = await asyncio.to_thread(
             start_server, tmp_path, name="after", port=first.port, attempts=1
         )
         servers.append(second)
         await read_until(process, lambda lines: len(lines) >= len(written), seen, SCRIPT_TIMEOUT)
-        written += [await add(second, 7)]  # and live again after the replay
+        written += [await add(second, 8)]  # and live again after the replay
         await read_until(process, lambda lines: len(lines) >= len(written), seen, SCRIPT_TIMEOUT)
     finally:
         stderr = await stop_node(process) if process is not None else ""
         for running in servers:
             await asyncio.to_thread(running.stop)
     assert seqs(seen) == written, (seen, stderr)
-    assert written == list(range(1, 9))
-    assert [json.loads(line)["description"] for line in seen] == [f"note {n}" for n in range(8)]
+    assert written == [3, 1, 2, *range(4, 10)]
+    assert [json.loads(line)["description"] for line in seen] == [
+        f"note {seq - 1}" for seq in written
+    ]
 
 
 async def run_to_exit(node: str, script: Path, *args: str) -> tuple[int, str, str]:
