@@ -171,9 +171,16 @@ class LimitedWebSocketAdapter(ASGIWebSocketAdapter):
 
     async def send_json(self, message: Mapping[str, object]) -> None:
         """Send ``message``, unless the client is too far behind (then close 1008)."""
+        await self.send_frame(self.view.encode_json(message))
+
+    async def send_frame(self, encoded: str | bytes) -> None:
+        """Send an encoded frame, unless the client is too far behind (then close 1008).
+
+        Every send goes through here, a multiplexed frame built once for its
+        group (:mod:`gql.multiplex`) included, so that the budget counts it.
+        """
         if self._closer is not None:
             await self._stop_sender()
-        encoded = self.view.encode_json(message)
         # ResponseEncoder writes ASCII (non-ASCII is escaped): characters are bytes.
         size = len(encoded)
         # The first frame always goes: MAX_WS_SEND_BUFFER_BYTES >= MAX_RESPONSE_BYTES.

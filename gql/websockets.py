@@ -70,6 +70,7 @@ from strawberry.types.unset import UnsetType
 from .admission import Hold, Refused, Seat
 from .codes import CloseCode, ErrorCode
 from .context import Context
+from .frames import LimitedWebSocketAdapter
 from .multiplex import shared_frame
 
 __all__ = ["GraphQLTransportWSHandler", "LegacyGraphQLWSHandler"]
@@ -159,6 +160,9 @@ async def _send_shared(
     frame = shared_frame(message, encoder.max_bytes)
     if frame is None:
         return False
+    if isinstance(adapter, LimitedWebSocketAdapter):
+        await adapter.send_frame(frame)  # counted against MAX_WS_SEND_BUFFER_BYTES
+        return True
     try:
         await adapter.ws.send_text(frame)
     except WebSocketDisconnect as exc:

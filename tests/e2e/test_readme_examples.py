@@ -59,6 +59,7 @@ TESTED = {
     "resume",
     "apq",
     "escalation",
+    "walkthrough",
 }
 CHECK_IN = (
     'mutation { recordCheckIn(input: {userId: "u1", intervalSeconds: 3600}) '
@@ -279,11 +280,13 @@ def test_automatic_persisted_queries(server: Server) -> None:
     assert by_hash == registered
 
 
-def test_escalation(tmp_path: Path) -> None:
-    # The README serves this example with ESCALATION_POLICY=WARNING:0,ALERT:20.
+# "Missed check-ins" and "Watch a missed check-in escalate" check in the same way.
+@pytest.mark.parametrize("name", ["escalation", "walkthrough"])
+def test_escalation(tmp_path: Path, name: str) -> None:
+    # The README serves these examples with ESCALATION_POLICY=WARNING:0,ALERT:20.
     server = start_server(tmp_path, settings={"ESCALATION_POLICY": "WARNING:0,ALERT:20"})
     try:
-        (checked_in,) = run_shell(examples()["escalation"], server)
+        (checked_in,) = run_shell(examples()[name], server)
         assert "errors" not in checked_in, checked_in
         assert checked_in["data"]["recordCheckIn"]["status"]["nextDue"]
         # "Ten seconds after the check-in the level turns WARNING."
