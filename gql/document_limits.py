@@ -9,7 +9,7 @@ fragment's depth and alias count computed once and reused at every spread.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from graphql import (
     FieldNode,
@@ -18,6 +18,7 @@ from graphql import (
     GraphQLError,
     InlineFragmentNode,
     OperationDefinitionNode,
+    SelectionNode,
     SelectionSetNode,
     ValidationContext,
     ValidationRule,
@@ -34,76 +35,72 @@ def _fragments(context: ValidationContext) -> dict[str, FragmentDefinitionNode]:
     }
 
 
-def operation_depth(
-    selections: SelectionSetNode, fragments: Mapping[str, FragmentDefinitionNode]
+def _measure(
+    selections: SelectionSetNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    *,
+    field: Callable[[FieldNode, Callable[[SelectionSetNode], int]], int],
+    combine: Callable[[Iterable[int]], int],
 ) -> int:
-    """Fields with a selection set on the longest path down; introspection fields count 0.
+    """Fold ``selections``: ``field`` values each field, ``combine`` joins a selection set's.
 
-    A fragment is measured once (its depth does not depend on where it is
+    A fragment is measured once (its value does not depend on where it is
     spread); a spread inside its own cycle counts 0 (validation refuses cycles).
     """
     memo: dict[str, int] = {}
     open_: set[str] = set()
 
-    def depth(selection_set: SelectionSetNode) -> int:
-        deepest = 0
-        for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                if selection.name.value.startswith("__") or selection.selection_set is None:
-                    continue
-                deepest = max(deepest, 1 + depth(selection.selection_set))
-            elif isinstance(selection, InlineFragmentNode):
-                deepest = max(deepest, depth(selection.selection_set))
-            elif isinstance(selection, FragmentSpreadNode):
-                deepest = max(deepest, _spread(selection.name.value))
-        return deepest
+    def measure(selection_set: SelectionSetNode) -> int:
+        return combine(value(selection) for selection in selection_set.selections)
 
-    def _spread(name: str) -> int:
+    def value(selection: SelectionNode) -> int:
+        if isinstance(selection, FieldNode):
+            return field(selection, measure)
+        if isinstance(selection, InlineFragmentNode):
+            return measure(selection.selection_set)
+        if isinstance(selection, FragmentSpreadNode):
+            return spread(selection.name.value)
+        return 0
+
+    def spread(name: str) -> int:
         if name in memo:
             return memo[name]
         fragment = fragments.get(name)
         if fragment is None or name in open_:
             return 0
         open_.add(name)
-        memo[name] = depth(fragment.selection_set)
+        memo[name] = measure(fragment.selection_set)
         open_.discard(name)
         return memo[name]
 
-    return depth(selections)
+    return measure(selections)
+
+
+def operation_depth(
+    selections: SelectionSetNode, fragments: Mapping[str, FragmentDefinitionNode]
+) -> int:
+    """Fields with a selection set on the longest path down; introspection fields count 0."""
+
+    def field(node: FieldNode, measure: Callable[[SelectionSetNode], int]) -> int:
+        if node.name.value.startswith("__") or node.selection_set is None:
+            return 0
+        return 1 + measure(node.selection_set)
+
+    return _measure(
+        selections, fragments, field=field, combine=lambda values: max(values, default=0)
+    )
 
 
 def alias_count(
     selections: SelectionSetNode, fragments: Mapping[str, FragmentDefinitionNode]
 ) -> int:
     """Aliased fields, counting a fragment's aliases at each spread (measured once)."""
-    memo: dict[str, int] = {}
-    open_: set[str] = set()
 
-    def count(selection_set: SelectionSetNode) -> int:
-        total = 0
-        for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                total += selection.alias is not None
-                if selection.selection_set is not None:
-                    total += count(selection.selection_set)
-            elif isinstance(selection, InlineFragmentNode):
-                total += count(selection.selection_set)
-            elif isinstance(selection, FragmentSpreadNode):
-                total += _spread(selection.name.value)
-        return total
+    def field(node: FieldNode, measure: Callable[[SelectionSetNode], int]) -> int:
+        own = int(node.alias is not None)
+        return own + (measure(node.selection_set) if node.selection_set is not None else 0)
 
-    def _spread(name: str) -> int:
-        if name in memo:
-            return memo[name]
-        fragment = fragments.get(name)
-        if fragment is None or name in open_:
-            return 0
-        open_.add(name)
-        memo[name] = count(fragment.selection_set)
-        open_.discard(name)
-        return memo[name]
-
-    return count(selections)
+    return _measure(selections, fragments, field=field, combine=sum)
 
 
 def depth_rule(max_depth: int) -> type[ValidationRule]:
