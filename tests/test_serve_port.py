@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import require_service
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -39,8 +41,8 @@ def test_serve_refuses_a_busy_port_before_migrating(tmp_path: Path, busy_port: i
 
 def test_make_serve_checks_the_port_first(busy_port: int) -> None:
     make = shutil.which("make")
-    if make is None:
-        pytest.skip("make is not installed")
+    require_service(make is not None, "make is not installed")
+    assert make is not None
     result = subprocess.run(
         [make, "--no-print-directory", "port-free", f"PORT={busy_port}"],
         cwd=ROOT,
